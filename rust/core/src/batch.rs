@@ -1,0 +1,241 @@
+//! A batch of rows being gathered by the writer, and its msgpack encoding.
+//!
+//! Scalars are columnar: one column per (key, dtype) with the steps and the values as packed
+//! little-endian arrays in msgpack `bin` fields. Text, lists and histograms go in `vals`, one
+//! entry each. The key table carries only ids not written in an earlier batch of the shard.
+//! The exact layout is specified in `docs/FORMAT.md`.
+
+use std::time::Instant;
+
+use crate::keys::KeyRegistry;
+use crate::msgpack::Enc;
+use crate::value::{Histogram, KeyId, Row, Value};
+
+/// Scalar column types, as written in the `dtype` field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DType {
+    /// float64, 8 bytes LE.
+    F64 = 0,
+    /// int64, 8 bytes LE.
+    I64 = 1,
+    /// bool, 1 byte (0 or 1).
+    Bool = 2,
+}
+
+impl DType {
+    /// The name stored in the file.
+    pub fn name(self) -> &'static str {
+        match self {
+            DType::F64 => "f64",
+            DType::I64 => "i64",
+            DType::Bool => "bool",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "f64" => Some(DType::F64),
+            "i64" => Some(DType::I64),
+            "bool" => Some(DType::Bool),
+            _ => None,
+        }
+    }
+
+    /// Bytes per value.
+    pub fn width(self) -> usize {
+        match self {
+            DType::F64 | DType::I64 => 8,
+            DType::Bool => 1,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Column {
+    key: KeyId,
+    dtype: DType,
+    steps: Vec<u8>,
+    values: Vec<u8>,
+}
+
+/// Rows gathered for the next batch frame.
+#[derive(Debug, Default)]
+pub struct Batch {
+    cols: Vec<Column>,
+    /// key id → column index + 1 per dtype (0: none yet).
+    slots: Vec<[u32; 3]>,
+    others: Vec<(i64, KeyId, Value)>,
+    rows: usize,
+    bytes: usize,
+    scalars: usize,
+    max_key: KeyId,
+    started: Option<Instant>,
+}
+
+impl Batch {
+    /// Rows in the batch.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+    /// Approximate uncompressed bytes of values.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+    /// Scalar values in the batch (`_timestamp` not counted).
+    pub fn scalars(&self) -> usize {
+        self.scalars
+    }
+    /// When the first row of the batch arrived.
+    pub fn started(&self) -> Option<Instant> {
+        self.started
+    }
+
+    fn push_scalar(&mut self, step: i64, key: KeyId, dtype: DType, le: &[u8]) {
+        let k = key as usize;
+        if self.slots.len() <= k {
+            self.slots.resize(k + 1, [0; 3]);
+        }
+        let slot = &mut self.slots[k][dtype as usize];
+        if *slot == 0 {
+            self.cols.push(Column {
+                key,
+                dtype,
+                steps: Vec::new(),
+                values: Vec::new(),
+            });
+            *slot = self.cols.len() as u32;
+        }
+        let col = &mut self.cols[*slot as usize - 1];
+        col.steps.extend_from_slice(&step.to_le_bytes());
+        col.values.extend_from_slice(le);
+        self.bytes += 8 + le.len();
+    }
+
+    /// Adds a row, taking its values; `row.cells` is left empty for reuse.
+    pub fn add(&mut self, row: &mut Row) {
+        if self.started.is_none() {
+            self.started = Some(Instant::now());
+        }
+        self.rows += 1;
+        self.push_scalar(row.step, 0, DType::F64, &row.time.to_le_bytes());
+        for cell in row.cells.drain(..) {
+            self.max_key = self.max_key.max(cell.key);
+            match cell.value {
+                Value::F64(v) => {
+                    self.scalars += 1;
+                    self.push_scalar(row.step, cell.key, DType::F64, &v.to_le_bytes());
+                }
+                Value::I64(v) => {
+                    self.scalars += 1;
+                    self.push_scalar(row.step, cell.key, DType::I64, &v.to_le_bytes());
+                }
+                Value::Bool(v) => {
+                    self.scalars += 1;
+                    self.push_scalar(row.step, cell.key, DType::Bool, &[u8::from(v)]);
+                }
+                other => {
+                    self.bytes += other.approx_bytes() + 16;
+                    self.others.push((row.step, cell.key, other));
+                }
+            }
+        }
+    }
+
+    /// Encodes the batch as one msgpack map and empties it. `keys_written` is the number of
+    /// key ids the shard's earlier batches defined; it is advanced past this batch's keys.
+    pub fn encode(&mut self, keys_written: &mut u32, registry: &KeyRegistry, out: &mut Enc) {
+        out.buf.clear();
+        out.map(4);
+        out.str("rows");
+        out.uint(self.rows as u64);
+        out.str("keys");
+        let first_new = *keys_written;
+        let end = (self.max_key + 1).max(first_new).max(1);
+        out.array((end - first_new) as usize);
+        for id in first_new..end {
+            out.array(2);
+            out.uint(u64::from(id));
+            out.str(registry.name(id).as_deref().unwrap_or(""));
+        }
+        *keys_written = end;
+        out.str("cols");
+        out.array(self.cols.len());
+        for col in &self.cols {
+            out.array(4);
+            out.uint(u64::from(col.key));
+            out.str(col.dtype.name());
+            out.bin(&col.steps);
+            out.bin(&col.values);
+        }
+        out.str("vals");
+        out.array(self.others.len());
+        for (step, key, value) in &self.others {
+            out.array(4);
+            out.int(*step);
+            out.uint(u64::from(*key));
+            encode_other(value, out);
+        }
+        self.clear();
+    }
+
+    fn clear(&mut self) {
+        self.cols.clear();
+        self.slots.iter_mut().for_each(|s| *s = [0; 3]);
+        self.others.clear();
+        self.rows = 0;
+        self.bytes = 0;
+        self.scalars = 0;
+        self.started = None;
+    }
+}
+
+/// Writes the kind name and payload of a non-scalar value (two msgpack items).
+pub fn encode_other(value: &Value, out: &mut Enc) {
+    match value {
+        Value::Text(s) => {
+            out.str("text");
+            out.str(s);
+        }
+        Value::List(v) => {
+            out.str("list");
+            out.bin(&f64_le(v));
+        }
+        Value::Histogram(h) => {
+            out.str("hist");
+            encode_histogram(h, out);
+        }
+        Value::F64(v) => {
+            out.str("f64");
+            out.f64(*v);
+        }
+        Value::I64(v) => {
+            out.str("i64");
+            out.int(*v);
+        }
+        Value::Bool(v) => {
+            out.str("bool");
+            out.bool(*v);
+        }
+    }
+}
+
+fn encode_histogram(h: &Histogram, out: &mut Enc) {
+    out.map(5);
+    out.str("counts");
+    let counts: Vec<u8> = h.counts.iter().flat_map(|c| c.to_le_bytes()).collect();
+    out.bin(&counts);
+    out.str("edges");
+    out.bin(&f64_le(&h.edges));
+    out.str("nan");
+    out.uint(h.nan);
+    out.str("pos_inf");
+    out.uint(h.pos_inf);
+    out.str("neg_inf");
+    out.uint(h.neg_inf);
+}
+
+/// Packs floats as little-endian bytes.
+pub fn f64_le(v: &[f64]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}

@@ -1,0 +1,424 @@
+//! Framing: every unit in a shard file is a 32-byte header followed by its payload.
+//!
+//! ```text
+//! offset size field
+//!   0     4  magic        b"SLG1"
+//!   4     1  kind         1 header, 2 batch, 3 summary, 4 gap, 5 close
+//!   5     1  codec        0 none, 1 zstd
+//!   6     2  flags        0 (reserved)
+//!   8     8  seq          frame number in this shard, from 0, +1 per frame (u64 LE)
+//!  16     4  payload_len  bytes after the header (u32 LE)
+//!  20     4  raw_len      payload length after decompression (u32 LE)
+//!  24     4  payload_crc  CRC32C of the payload bytes (u32 LE)
+//!  28     4  header_crc   CRC32C of bytes 0..28 (u32 LE)
+//! ```
+//!
+//! Invariant: a length is trusted only after the header CRC matched and it is within the
+//! limits below; a payload is decoded only after its CRC matched. A reader that meets a bad
+//! frame scans forward for the next magic whose header CRC matches.
+
+use crate::error::{Error, Result};
+
+/// Bytes that open every frame.
+pub const MAGIC: [u8; 4] = *b"SLG1";
+/// Size of a frame header.
+pub const HEADER_LEN: usize = 32;
+/// Largest payload a reader accepts.
+pub const MAX_PAYLOAD: usize = 64 << 20;
+/// Largest decompressed payload a reader accepts.
+pub const MAX_RAW: usize = 256 << 20;
+
+/// What a frame carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Kind {
+    /// Shard identity; the first frame of every shard.
+    Header = 1,
+    /// A batch of rows.
+    Batch = 2,
+    /// A snapshot of the summary.
+    Summary = 3,
+    /// Rows that were lost before reaching the file, and why.
+    Gap = 4,
+    /// The shard was closed cleanly.
+    Close = 5,
+}
+
+impl Kind {
+    /// The kind for a header byte.
+    pub fn from_u8(b: u8) -> Option<Self> {
+        Some(match b {
+            1 => Kind::Header,
+            2 => Kind::Batch,
+            3 => Kind::Summary,
+            4 => Kind::Gap,
+            5 => Kind::Close,
+            _ => return None,
+        })
+    }
+}
+
+/// Payload compression.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Codec {
+    /// Stored as is.
+    None = 0,
+    /// zstd, one independent frame.
+    Zstd = 1,
+}
+
+/// A decoded, checked frame header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    /// Kind byte (may be unknown to this reader).
+    pub kind: u8,
+    /// Codec byte.
+    pub codec: u8,
+    /// Frame sequence number.
+    pub seq: u64,
+    /// Payload length.
+    pub payload_len: u32,
+    /// Decompressed length.
+    pub raw_len: u32,
+    /// CRC32C of the payload.
+    pub payload_crc: u32,
+}
+
+/// Compresses `raw` with `compressor` (when given) and appends one frame to `out`.
+pub fn append(
+    out: &mut Vec<u8>,
+    kind: Kind,
+    seq: u64,
+    raw: &[u8],
+    compressor: Option<&mut zstd::bulk::Compressor<'_>>,
+) -> Result<()> {
+    let start = out.len();
+    out.resize(start + HEADER_LEN, 0);
+    let codec = match compressor {
+        Some(c) => {
+            let bound = zstd::zstd_safe::compress_bound(raw.len());
+            out.reserve(bound);
+            let body_start = out.len();
+            out.resize(body_start + bound, 0);
+            let n = c
+                .compress_to_buffer(raw, &mut out[body_start..])
+                .map_err(|e| Error::Corrupt {
+                    path: "<memory>".into(),
+                    reason: format!("zstd compression failed: {e}"),
+                })?;
+            out.truncate(body_start + n);
+            Codec::Zstd
+        }
+        None => {
+            out.extend_from_slice(raw);
+            Codec::None
+        }
+    };
+    let payload_len = out.len() - start - HEADER_LEN;
+    if payload_len > MAX_PAYLOAD || raw.len() > MAX_RAW {
+        out.truncate(start);
+        return Err(Error::Corrupt {
+            path: "<memory>".into(),
+            reason: format!("frame of {} bytes exceeds the format's limit", raw.len()),
+        });
+    }
+    let payload_crc = crc32c::crc32c(&out[start + HEADER_LEN..]);
+    let h = &mut out[start..start + HEADER_LEN];
+    h[0..4].copy_from_slice(&MAGIC);
+    h[4] = kind as u8;
+    h[5] = codec as u8;
+    h[6..8].copy_from_slice(&0u16.to_le_bytes());
+    h[8..16].copy_from_slice(&seq.to_le_bytes());
+    h[16..20].copy_from_slice(&(payload_len as u32).to_le_bytes());
+    h[20..24].copy_from_slice(&(raw.len() as u32).to_le_bytes());
+    h[24..28].copy_from_slice(&payload_crc.to_le_bytes());
+    let header_crc = crc32c::crc32c(&h[0..28]);
+    h[28..32].copy_from_slice(&header_crc.to_le_bytes());
+    Ok(())
+}
+
+/// Why bytes at an offset are not a usable frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Damage {
+    /// The file ends inside this frame (a torn last write).
+    TornTail,
+    /// Header CRC, payload CRC, a limit or decompression failed.
+    Bad(String),
+}
+
+/// Parses and checks the header at the start of `buf`.
+pub fn parse_header(buf: &[u8]) -> std::result::Result<Header, Damage> {
+    if buf.len() < HEADER_LEN {
+        return Err(if MAGIC.starts_with(&buf[..buf.len().min(4)]) {
+            Damage::TornTail
+        } else {
+            Damage::Bad("bytes that are not a frame".into())
+        });
+    }
+    if buf[0..4] != MAGIC {
+        return Err(Damage::Bad("bytes that are not a frame".into()));
+    }
+    let u32_at = |i: usize| u32::from_le_bytes([buf[i], buf[i + 1], buf[i + 2], buf[i + 3]]);
+    if crc32c::crc32c(&buf[0..28]) != u32_at(28) {
+        return Err(Damage::Bad("frame header checksum mismatch".into()));
+    }
+    let mut seq = [0u8; 8];
+    seq.copy_from_slice(&buf[8..16]);
+    let h = Header {
+        kind: buf[4],
+        codec: buf[5],
+        seq: u64::from_le_bytes(seq),
+        payload_len: u32_at(16),
+        raw_len: u32_at(20),
+        payload_crc: u32_at(24),
+    };
+    if h.payload_len as usize > MAX_PAYLOAD || h.raw_len as usize > MAX_RAW {
+        return Err(Damage::Bad(format!(
+            "frame declares {} bytes ({} decompressed), over the limit",
+            h.payload_len, h.raw_len
+        )));
+    }
+    Ok(h)
+}
+
+/// One step of walking a shard's bytes.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Event<'a> {
+    /// A frame whose header and payload checksums matched.
+    Frame {
+        /// Byte offset of the header.
+        offset: usize,
+        /// The header.
+        header: Header,
+        /// The (possibly compressed) payload.
+        payload: &'a [u8],
+    },
+    /// Bytes skipped: `len` bytes at `offset` were not a good frame.
+    Damaged {
+        /// Where the damage starts.
+        offset: usize,
+        /// How many bytes were skipped.
+        len: usize,
+        /// What was wrong.
+        damage: Damage,
+    },
+}
+
+/// Walks the frames in `buf`, resynchronising after damage.
+#[derive(Debug)]
+pub struct Frames<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Frames<'a> {
+    /// A walker from the start of `buf`.
+    pub fn new(buf: &'a [u8]) -> Self {
+        Frames { buf, pos: 0 }
+    }
+
+    fn check(&self, at: usize) -> std::result::Result<(Header, &'a [u8]), Damage> {
+        let rest = &self.buf[at..];
+        let h = parse_header(rest)?;
+        let end = HEADER_LEN + h.payload_len as usize;
+        if rest.len() < end {
+            return Err(Damage::TornTail);
+        }
+        let payload = &rest[HEADER_LEN..end];
+        if crc32c::crc32c(payload) != h.payload_crc {
+            return Err(Damage::Bad("frame payload checksum mismatch".into()));
+        }
+        Ok((h, payload))
+    }
+
+    /// The next offset after `from` where a frame with a valid header starts.
+    fn resync(&self, from: usize) -> usize {
+        let mut at = from;
+        while at + 4 <= self.buf.len() {
+            match self.buf[at..].windows(4).position(|w| w == MAGIC) {
+                None => break,
+                Some(i) => {
+                    at += i;
+                    if self.check(at).is_ok() {
+                        return at;
+                    }
+                    at += 1;
+                }
+            }
+        }
+        self.buf.len()
+    }
+}
+
+impl<'a> Iterator for Frames<'a> {
+    type Item = Event<'a>;
+
+    fn next(&mut self) -> Option<Event<'a>> {
+        if self.pos >= self.buf.len() {
+            return None;
+        }
+        let offset = self.pos;
+        match self.check(offset) {
+            Ok((header, payload)) => {
+                self.pos = offset + HEADER_LEN + payload.len();
+                Some(Event::Frame {
+                    offset,
+                    header,
+                    payload,
+                })
+            }
+            Err(damage) => {
+                let next = self.resync(offset + 1);
+                // A torn tail is only a tail if nothing good follows it.
+                let damage = match damage {
+                    Damage::TornTail if next < self.buf.len() => {
+                        Damage::Bad("frame cut short".into())
+                    }
+                    d => d,
+                };
+                self.pos = next;
+                Some(Event::Damaged {
+                    offset,
+                    len: next - offset,
+                    damage,
+                })
+            }
+        }
+    }
+}
+
+/// Decompresses a checked payload, never producing more than its declared `raw_len`.
+pub fn decode_payload(header: &Header, payload: &[u8]) -> std::result::Result<Vec<u8>, String> {
+    match header.codec {
+        0 => {
+            if payload.len() != header.raw_len as usize {
+                return Err("stored payload length does not match raw_len".into());
+            }
+            Ok(payload.to_vec())
+        }
+        1 => {
+            let want = header.raw_len as usize;
+            let mut d = zstd::bulk::Decompressor::new().map_err(|e| e.to_string())?;
+            // NOTE: the output capacity is the declared raw_len (bounded by MAX_RAW), never
+            // the size zstd itself declares, so a bomb cannot make us allocate more.
+            let out = d
+                .decompress(payload, want)
+                .map_err(|e| format!("zstd: {e}"))?;
+            if out.len() != want {
+                return Err(format!(
+                    "decompressed to {} bytes, header says {want}",
+                    out.len()
+                ));
+            }
+            Ok(out)
+        }
+        c => Err(format!("unknown codec {c}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frames(n: u64, zstd: bool) -> (Vec<u8>, Vec<usize>) {
+        let mut out = Vec::new();
+        let mut starts = Vec::new();
+        let mut c = zstd::bulk::Compressor::new(3).unwrap();
+        for seq in 0..n {
+            starts.push(out.len());
+            let raw = format!("payload number {seq} {}", "x".repeat(seq as usize * 10));
+            append(&mut out, Kind::Batch, seq, raw.as_bytes(), zstd.then_some(&mut c)).unwrap();
+        }
+        (out, starts)
+    }
+
+    fn decoded(buf: &[u8]) -> (Vec<String>, Vec<(usize, usize, Damage)>) {
+        let mut good = Vec::new();
+        let mut bad = Vec::new();
+        for ev in Frames::new(buf) {
+            match ev {
+                Event::Frame { header, payload, .. } => {
+                    let raw = decode_payload(&header, payload).unwrap();
+                    good.push(String::from_utf8(raw).unwrap());
+                }
+                Event::Damaged { offset, len, damage } => bad.push((offset, len, damage)),
+            }
+        }
+        (good, bad)
+    }
+
+    #[test]
+    fn round_trip_plain_and_zstd() {
+        for z in [false, true] {
+            let (buf, _) = frames(5, z);
+            let (good, bad) = decoded(&buf);
+            assert_eq!(good.len(), 5);
+            assert!(good[3].starts_with("payload number 3 xxx"));
+            assert!(bad.is_empty());
+        }
+    }
+
+    #[test]
+    fn every_truncation_is_a_torn_tail_that_keeps_the_prefix() {
+        let (buf, starts) = frames(3, true);
+        for cut in starts[2] + 1..buf.len() {
+            let (good, bad) = decoded(&buf[..cut]);
+            assert_eq!(good.len(), 2, "cut at {cut}");
+            assert_eq!(bad, vec![(starts[2], cut - starts[2], Damage::TornTail)], "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn a_flipped_bit_loses_only_its_frame() {
+        let (buf, starts) = frames(4, true);
+        for at in starts[1]..starts[2] {
+            let mut b = buf.clone();
+            b[at] ^= 0x10;
+            let (good, bad) = decoded(&b);
+            assert_eq!(good.len(), 3, "flip at {at}");
+            assert!(!good.iter().any(|g| g.starts_with("payload number 1 ")));
+            assert_eq!(bad.len(), 1);
+            assert_eq!(bad[0].0, starts[1]);
+            assert_eq!(bad[0].1, starts[2] - starts[1]);
+        }
+    }
+
+    #[test]
+    fn oversized_declarations_are_rejected_before_reading() {
+        let (mut buf, _) = frames(1, false);
+        buf[16..20].copy_from_slice(&u32::MAX.to_le_bytes());
+        let crc = crc32c::crc32c(&buf[0..28]);
+        buf[28..32].copy_from_slice(&crc.to_le_bytes());
+        assert!(matches!(parse_header(&buf), Err(Damage::Bad(m)) if m.contains("over the limit")));
+    }
+
+    #[test]
+    fn zstd_output_is_capped_at_the_declared_length() {
+        let mut c = zstd::bulk::Compressor::new(1).unwrap();
+        let mut out = Vec::new();
+        append(&mut out, Kind::Batch, 0, &vec![0u8; 1 << 20], Some(&mut c)).unwrap();
+        let (h, payload) = Frames::new(&out).check(0).unwrap();
+        let lying = Header { raw_len: 100, ..h };
+        assert!(decode_payload(&lying, payload).is_err());
+        assert_eq!(decode_payload(&h, payload).unwrap().len(), 1 << 20);
+    }
+
+    #[test]
+    fn garbage_never_panics() {
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        for len in 0..2000 {
+            let buf: Vec<u8> = (0..len)
+                .map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    (state & 0xFF) as u8
+                })
+                .collect();
+            for ev in Frames::new(&buf) {
+                assert!(matches!(ev, Event::Damaged { .. }));
+            }
+        }
+    }
+}

@@ -1,0 +1,140 @@
+//! Key interning. The accumulator maps names to dense ids on the caller's thread; the writer
+//! reads the names back from the shared, append-only registry when it first meets an id.
+//! Invariant: ids are never reused or renamed, and id 0 is `_timestamp`.
+
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+use rustc_hash::FxHashMap;
+
+use crate::error::{Error, Result};
+use crate::value::KeyId;
+
+/// The reserved key holding each row's wall-clock time.
+pub const TIMESTAMP_KEY: &str = "_timestamp";
+/// The reserved key name for the step (never stored as a column; each column has steps).
+pub const STEP_KEY: &str = "_step";
+/// Longest key accepted, in bytes.
+pub const MAX_KEY_BYTES: usize = 1024;
+
+/// Append-only id → name table shared by the accumulator and the writer.
+#[derive(Debug, Default)]
+pub struct KeyRegistry {
+    names: RwLock<Vec<Arc<str>>>,
+}
+
+impl KeyRegistry {
+    /// A registry with the reserved keys already in it.
+    pub fn new() -> Arc<Self> {
+        let reg = KeyRegistry::default();
+        reg.names.write().push(Arc::from(TIMESTAMP_KEY));
+        Arc::new(reg)
+    }
+
+    /// The name of `id`, if it was registered.
+    pub fn name(&self, id: KeyId) -> Option<Arc<str>> {
+        self.names.read().get(id as usize).cloned()
+    }
+
+    /// Number of registered keys.
+    pub fn len(&self) -> usize {
+        self.names.read().len()
+    }
+
+    /// Whether only the reserved keys exist.
+    pub fn is_empty(&self) -> bool {
+        self.len() <= 1
+    }
+
+    fn push(&self, name: &str) -> KeyId {
+        let mut names = self.names.write();
+        names.push(Arc::from(name));
+        KeyId::try_from(names.len() - 1).unwrap_or(KeyId::MAX)
+    }
+}
+
+/// Name → id map owned by one accumulator.
+#[derive(Debug)]
+pub struct Interner {
+    registry: Arc<KeyRegistry>,
+    ids: FxHashMap<Box<str>, KeyId>,
+}
+
+impl Interner {
+    /// An interner over `registry`.
+    pub fn new(registry: Arc<KeyRegistry>) -> Self {
+        let mut ids = FxHashMap::default();
+        ids.insert(Box::from(TIMESTAMP_KEY), 0);
+        Interner { registry, ids }
+    }
+
+    /// The id for `name`, registering it on first use. Rejects empty, oversized and reserved
+    /// names with an error that names the key.
+    pub fn intern(&mut self, name: &str) -> Result<KeyId> {
+        if let Some(&id) = self.ids.get(name) {
+            if id != 0 {
+                return Ok(id);
+            }
+        }
+        validate_key(name)?;
+        let id = self.registry.push(name);
+        self.ids.insert(Box::from(name), id);
+        Ok(id)
+    }
+
+    /// The shared registry.
+    pub fn registry(&self) -> &Arc<KeyRegistry> {
+        &self.registry
+    }
+}
+
+/// Checks a key name for the rules every key must meet.
+pub fn validate_key(name: &str) -> Result<()> {
+    let reason = if name.is_empty() {
+        "keys must not be empty".to_string()
+    } else if name == TIMESTAMP_KEY || name == STEP_KEY {
+        format!("{name} is reserved for the row's own step and time; choose another key")
+    } else if name.len() > MAX_KEY_BYTES {
+        format!(
+            "keys are limited to {MAX_KEY_BYTES} bytes, this one has {}",
+            name.len()
+        )
+    } else if name.contains('\0') {
+        "keys must not contain NUL characters".to_string()
+    } else {
+        return Ok(());
+    };
+    let shown: String = name.chars().take(80).collect();
+    Err(Error::BadValue { key: shown, reason })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_dense_stable_and_shared() {
+        let reg = KeyRegistry::new();
+        let mut interner = Interner::new(reg.clone());
+        let a = interner.intern("loss").unwrap();
+        let b = interner.intern("acc").unwrap();
+        assert_eq!((a, b), (1, 2));
+        assert_eq!(interner.intern("loss").unwrap(), 1);
+        assert_eq!(reg.name(2).as_deref(), Some("acc"));
+        assert_eq!(reg.name(0).as_deref(), Some(TIMESTAMP_KEY));
+        assert_eq!(reg.len(), 3);
+    }
+
+    #[test]
+    fn bad_keys_are_rejected_with_the_key_named() {
+        let mut interner = Interner::new(KeyRegistry::new());
+        for bad in ["", "_step", "_timestamp", "a\0b"] {
+            assert!(interner.intern(bad).is_err(), "{bad:?} accepted");
+        }
+        let long = "k".repeat(MAX_KEY_BYTES + 1);
+        let msg = interner.intern(&long).unwrap_err().to_string();
+        assert!(msg.contains("1024 bytes"), "{msg}");
+        let msg = interner.intern("_step").unwrap_err().to_string();
+        assert!(msg.contains("_step"), "{msg}");
+    }
+}

@@ -1,0 +1,334 @@
+//! Decodes shard files back into columns. Never panics and never allocates beyond what the
+//! bytes justify: frames are checked by CRC and size limits, payloads are decompressed into
+//! their declared (bounded) size, msgpack lengths are checked against what remains. Damage is
+//! skipped and reported in [`ShardData::problems`]; a torn last frame is reported as such.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use crate::batch::DType;
+use crate::error::{Error, Result};
+use crate::frame::{self, Damage, Event, Kind};
+use crate::keys::TIMESTAMP_KEY;
+use crate::msgpack::{self, Mp};
+use crate::value::{Histogram, Value};
+
+/// A small metadata value (header and close frames).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Meta {
+    /// nil
+    Nil,
+    /// bool
+    Bool(bool),
+    /// integer
+    Int(i64),
+    /// float
+    F64(f64),
+    /// text
+    Str(String),
+}
+
+/// Values of one scalar series.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Scalars {
+    /// float64 values.
+    F64(Vec<f64>),
+    /// int64 values.
+    I64(Vec<i64>),
+    /// bool values.
+    Bool(Vec<bool>),
+}
+
+/// All values of one key with one dtype in a shard, in file order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Series {
+    /// Steps, one per value.
+    pub steps: Vec<i64>,
+    /// The values.
+    pub values: Scalars,
+}
+
+/// Something wrong found while reading, and what it cost.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Problem {
+    /// Byte offset where it starts.
+    pub offset: usize,
+    /// Bytes skipped.
+    pub len: usize,
+    /// Whether it is the torn end of the file (expected after a crash).
+    pub torn_tail: bool,
+    /// What was wrong.
+    pub reason: String,
+}
+
+/// Everything decoded from one shard.
+#[derive(Debug, Default)]
+pub struct ShardData {
+    /// The header frame's fields.
+    pub info: Vec<(String, Meta)>,
+    /// Scalar series by key name and dtype (`_timestamp` included).
+    pub series: HashMap<(String, DType), Series>,
+    /// Keys in first-seen order (without `_timestamp`).
+    pub keys: Vec<String>,
+    /// Non-scalar values: (step, key, value) in file order.
+    pub others: Vec<(i64, String, Value)>,
+    /// The last summary snapshot.
+    pub summary: Vec<(String, Value)>,
+    /// Rows lost before reaching the file: (rows, reason).
+    pub gaps: Vec<(u64, String)>,
+    /// The close frame's fields, if the shard was closed cleanly.
+    pub close: Option<Vec<(String, Meta)>>,
+    /// Damage found, in file order.
+    pub problems: Vec<Problem>,
+    /// Frame sequence numbers that are missing: (first, last) inclusive.
+    pub missing_frames: Vec<(u64, u64)>,
+    /// Rows decoded.
+    pub rows: u64,
+}
+
+/// Reads and decodes the shard file at `path`.
+pub fn read_shard(path: &Path) -> Result<ShardData> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io("read", path, e))?;
+    Ok(decode_shard(&bytes))
+}
+
+/// Decodes a shard's bytes.
+pub fn decode_shard(bytes: &[u8]) -> ShardData {
+    let mut d = Decoder::default();
+    let mut next_seq = 0u64;
+    for ev in frame::Frames::new(bytes) {
+        match ev {
+            Event::Frame {
+                offset,
+                header,
+                payload,
+            } => {
+                if header.seq > next_seq {
+                    d.out.missing_frames.push((next_seq, header.seq - 1));
+                }
+                next_seq = next_seq.max(header.seq + 1);
+                let result = frame::decode_payload(&header, payload).and_then(|raw| {
+                    let v = msgpack::decode(&raw)?;
+                    d.frame(header.kind, &v)
+                });
+                if let Err(reason) = result {
+                    d.out.problems.push(Problem {
+                        offset,
+                        len: frame::HEADER_LEN + payload.len(),
+                        torn_tail: false,
+                        reason,
+                    });
+                }
+            }
+            Event::Damaged {
+                offset,
+                len,
+                damage,
+            } => {
+                let (torn_tail, reason) = match damage {
+                    Damage::TornTail => (true, "the last frame is incomplete (torn write)".into()),
+                    Damage::Bad(r) => (false, r),
+                };
+                d.out.problems.push(Problem {
+                    offset,
+                    len,
+                    torn_tail,
+                    reason,
+                });
+            }
+        }
+    }
+    d.out
+}
+
+#[derive(Default)]
+struct Decoder {
+    out: ShardData,
+    names: Vec<Option<String>>,
+}
+
+fn meta_map(v: &Mp<'_>) -> Vec<(String, Meta)> {
+    let Mp::Map(pairs) = v else { return Vec::new() };
+    pairs
+        .iter()
+        .filter_map(|(k, v)| {
+            let k = k.as_str()?.to_string();
+            let m = match v {
+                Mp::Nil => Meta::Nil,
+                Mp::Bool(b) => Meta::Bool(*b),
+                Mp::Int(i) => Meta::Int(*i),
+                Mp::UInt(u) => Meta::F64(*u as f64),
+                Mp::F64(f) => Meta::F64(*f),
+                Mp::Str(s) => Meta::Str((*s).to_string()),
+                _ => return None,
+            };
+            Some((k, m))
+        })
+        .collect()
+}
+
+fn le_i64(b: &[u8]) -> impl Iterator<Item = i64> + '_ {
+    b.chunks_exact(8).map(|c| {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(c);
+        i64::from_le_bytes(a)
+    })
+}
+
+fn le_f64(b: &[u8]) -> impl Iterator<Item = f64> + '_ {
+    le_i64(b).map(|v| f64::from_bits(v as u64))
+}
+
+/// Decodes a non-scalar value from its kind name and payload.
+pub fn decode_other(kind: &str, payload: &Mp<'_>) -> std::result::Result<Value, String> {
+    let bad = || format!("bad payload for a {kind} value");
+    Ok(match kind {
+        "text" => Value::Text(payload.as_str().ok_or_else(bad)?.into()),
+        "list" => {
+            let b = payload.as_bin().ok_or_else(bad)?;
+            if b.len() % 8 != 0 {
+                return Err(bad());
+            }
+            Value::List(le_f64(b).collect())
+        }
+        "hist" => {
+            let counts = payload.get("counts").and_then(Mp::as_bin).ok_or_else(bad)?;
+            let edges = payload.get("edges").and_then(Mp::as_bin).ok_or_else(bad)?;
+            if counts.len() % 8 != 0 || edges.len() % 8 != 0 {
+                return Err(bad());
+            }
+            let n = |k| payload.get(k).and_then(Mp::as_i64).unwrap_or(0) as u64;
+            Value::Histogram(Box::new(Histogram {
+                counts: le_i64(counts).map(|c| c as u64).collect(),
+                edges: le_f64(edges).collect(),
+                nan: n("nan"),
+                pos_inf: n("pos_inf"),
+                neg_inf: n("neg_inf"),
+            }))
+        }
+        "f64" => match payload {
+            Mp::F64(v) => Value::F64(*v),
+            _ => return Err(bad()),
+        },
+        "i64" => Value::I64(payload.as_i64().ok_or_else(bad)?),
+        "bool" => match payload {
+            Mp::Bool(v) => Value::Bool(*v),
+            _ => return Err(bad()),
+        },
+        other => return Err(format!("unknown value kind {other:?}")),
+    })
+}
+
+fn summary_value(v: &Mp<'_>) -> Option<Value> {
+    Some(match v {
+        Mp::F64(f) => Value::F64(*f),
+        Mp::Int(i) => Value::I64(*i),
+        Mp::UInt(u) => Value::F64(*u as f64),
+        Mp::Bool(b) => Value::Bool(*b),
+        Mp::Str(s) => Value::Text((*s).into()),
+        _ => return None,
+    })
+}
+
+impl Decoder {
+    fn name(&self, id: i64) -> std::result::Result<String, String> {
+        usize::try_from(id)
+            .ok()
+            .and_then(|i| self.names.get(i).cloned().flatten())
+            .ok_or_else(|| format!("key id {id} is not defined (its frame was lost)"))
+    }
+
+    fn frame(&mut self, kind: u8, v: &Mp<'_>) -> std::result::Result<(), String> {
+        match Kind::from_u8(kind) {
+            Some(Kind::Header) => self.out.info = meta_map(v),
+            Some(Kind::Close) => self.out.close = Some(meta_map(v)),
+            Some(Kind::Batch) => self.batch(v)?,
+            Some(Kind::Summary) => {
+                let Mp::Map(pairs) = v else { return Err("summary is not a map".into()) };
+                self.out.summary = pairs
+                    .iter()
+                    .filter_map(|(k, v)| Some((k.as_str()?.to_string(), summary_value(v)?)))
+                    .collect();
+            }
+            Some(Kind::Gap) => {
+                let rows = v.get("rows").and_then(Mp::as_i64).unwrap_or(0) as u64;
+                let reason = v.get("reason").and_then(Mp::as_str).unwrap_or("unknown");
+                self.out.gaps.push((rows, reason.to_string()));
+            }
+            None => {} // A newer writer's frame kind: skipped on purpose.
+        }
+        Ok(())
+    }
+
+    fn batch(&mut self, v: &Mp<'_>) -> std::result::Result<(), String> {
+        let bad = |what: &str| format!("batch: {what}");
+        for entry in v.get("keys").and_then(Mp::as_array).ok_or_else(|| bad("no keys"))? {
+            let pair = entry.as_array().ok_or_else(|| bad("bad key entry"))?;
+            let (Some(id), Some(name)) = (
+                pair.first().and_then(Mp::as_i64),
+                pair.get(1).and_then(Mp::as_str),
+            ) else {
+                return Err(bad("bad key entry"));
+            };
+            let id = usize::try_from(id).map_err(|_| bad("negative key id"))?;
+            if id > self.names.len() + (1 << 20) {
+                return Err(bad("key id out of range"));
+            }
+            if self.names.len() <= id {
+                self.names.resize(id + 1, None);
+            }
+            if self.names[id].is_none() && name != TIMESTAMP_KEY {
+                self.out.keys.push(name.to_string());
+            }
+            self.names[id] = Some(name.to_string());
+        }
+        for col in v.get("cols").and_then(Mp::as_array).ok_or_else(|| bad("no cols"))? {
+            let c = col.as_array().ok_or_else(|| bad("bad column"))?;
+            let (Some(id), Some(dtype), Some(steps), Some(values)) = (
+                c.first().and_then(Mp::as_i64),
+                c.get(1).and_then(Mp::as_str).and_then(DType::parse),
+                c.get(2).and_then(Mp::as_bin),
+                c.get(3).and_then(Mp::as_bin),
+            ) else {
+                return Err(bad("bad column"));
+            };
+            let n = steps.len() / 8;
+            if steps.len() % 8 != 0 || values.len() != n * dtype.width() {
+                return Err(bad("column lengths disagree"));
+            }
+            let name = self.name(id)?;
+            if id == 0 {
+                self.out.rows += n as u64;
+            }
+            let s = self.out.series.entry((name, dtype)).or_insert_with(|| Series {
+                steps: Vec::new(),
+                values: match dtype {
+                    DType::F64 => Scalars::F64(Vec::new()),
+                    DType::I64 => Scalars::I64(Vec::new()),
+                    DType::Bool => Scalars::Bool(Vec::new()),
+                },
+            });
+            s.steps.extend(le_i64(steps));
+            match &mut s.values {
+                Scalars::F64(v) => v.extend(le_f64(values)),
+                Scalars::I64(v) => v.extend(le_i64(values)),
+                Scalars::Bool(v) => v.extend(values.iter().map(|b| *b != 0)),
+            }
+        }
+        for entry in v.get("vals").and_then(Mp::as_array).ok_or_else(|| bad("no vals"))? {
+            let e = entry.as_array().ok_or_else(|| bad("bad value entry"))?;
+            let (Some(step), Some(id), Some(kind), Some(payload)) = (
+                e.first().and_then(Mp::as_i64),
+                e.get(1).and_then(Mp::as_i64),
+                e.get(2).and_then(Mp::as_str),
+                e.get(3),
+            ) else {
+                return Err(bad("bad value entry"));
+            };
+            let value = decode_other(kind, payload)?;
+            let name = self.name(id)?;
+            self.out.others.push((step, name, value));
+        }
+        Ok(())
+    }
+}

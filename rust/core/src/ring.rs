@@ -1,0 +1,243 @@
+//! The bounded, lock-free hand-off between callers and the writer: crossbeam's `ArrayQueue`
+//! (Vyukov's bounded MPMC queue) of owned items, plus a pool that returns the writer's emptied
+//! row vectors to callers so steady-state logging does not allocate.
+//!
+//! Invariants: producers never do I/O and never take a lock; every item that does not reach
+//! the writer is counted in `Stats::rows_dropped`; a `block` wait is bounded.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_queue::ArrayQueue;
+use crossbeam_utils::sync::Unparker;
+use crossbeam_utils::Backoff;
+
+use crate::config::OverflowPolicy;
+use crate::stats::Stats;
+use crate::value::{Cell, Item};
+
+/// Capacity of the pool of recycled row vectors.
+const POOL_CAPACITY: usize = 1024;
+
+/// Bounded queue from the callers to the writer thread.
+#[derive(Debug)]
+pub struct Ring {
+    items: ArrayQueue<Item>,
+    pool: ArrayQueue<Vec<Cell>>,
+    policy: OverflowPolicy,
+    block_timeout: Duration,
+    wake_at: usize,
+    writer: Unparker,
+    stats: Arc<Stats>,
+}
+
+impl Ring {
+    /// A ring of `capacity` items that wakes `writer` when it is a quarter full.
+    pub fn new(
+        capacity: usize,
+        policy: OverflowPolicy,
+        block_timeout: Duration,
+        writer: Unparker,
+        stats: Arc<Stats>,
+    ) -> Self {
+        Ring {
+            items: ArrayQueue::new(capacity.max(2)),
+            pool: ArrayQueue::new(POOL_CAPACITY),
+            policy,
+            block_timeout,
+            wake_at: (capacity / 4).max(1),
+            writer,
+            stats,
+        }
+    }
+
+    /// Queues `item` under the overflow policy. Returns `false` when it was dropped.
+    pub fn push(&self, item: Item) -> bool {
+        let item = match self.items.push(item) {
+            Ok(()) => {
+                self.stats.rows_queued.fetch_add(1, Relaxed);
+                if self.items.len() >= self.wake_at {
+                    self.writer.unpark();
+                }
+                return true;
+            }
+            Err(item) => item,
+        };
+        self.writer.unpark();
+        match self.policy {
+            OverflowPolicy::DropNew => {
+                self.drop_item(item);
+                false
+            }
+            OverflowPolicy::DropOldest => {
+                self.stats.rows_queued.fetch_add(1, Relaxed);
+                if let Some(old) = self.items.force_push(item) {
+                    self.drop_item(old);
+                }
+                true
+            }
+            OverflowPolicy::Block => self.push_blocking(item),
+        }
+    }
+
+    fn push_blocking(&self, mut item: Item) -> bool {
+        let deadline = Instant::now() + self.block_timeout;
+        let backoff = Backoff::new();
+        loop {
+            match self.items.push(item) {
+                Ok(()) => {
+                    self.stats.rows_queued.fetch_add(1, Relaxed);
+                    return true;
+                }
+                Err(back) => item = back,
+            }
+            self.writer.unpark();
+            if Instant::now() >= deadline {
+                self.drop_item(item);
+                return false;
+            }
+            if backoff.is_completed() {
+                std::thread::sleep(Duration::from_micros(50));
+            } else {
+                backoff.snooze();
+            }
+        }
+    }
+
+    fn drop_item(&self, item: Item) {
+        self.stats.rows_dropped.fetch_add(1, Relaxed);
+        if let Item::Row(row) = item {
+            self.recycle(row.cells);
+        }
+    }
+
+    /// The next item for the writer.
+    pub fn pop(&self) -> Option<Item> {
+        self.items.pop()
+    }
+
+    /// Items waiting.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// Whether nothing is waiting.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// Returns an emptied row vector to the pool (the writer calls this).
+    pub fn recycle(&self, mut cells: Vec<Cell>) {
+        if cells.capacity() > 0 && cells.capacity() <= 4096 {
+            cells.clear();
+            let _ = self.pool.push(cells);
+        }
+    }
+
+    /// An empty row vector, recycled when one is available.
+    pub fn spare(&self) -> Vec<Cell> {
+        self.pool.pop().unwrap_or_default()
+    }
+
+    /// Wakes the writer.
+    pub fn wake(&self) {
+        self.writer.unpark();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::value::{Row, Value};
+    use crossbeam_utils::sync::Parker;
+
+    fn row(step: i64) -> Item {
+        Item::Row(Row {
+            step,
+            time: 0.0,
+            cells: vec![Cell {
+                key: 1,
+                value: Value::F64(step as f64),
+            }],
+        })
+    }
+
+    fn ring(cap: usize, policy: OverflowPolicy) -> (Ring, Arc<Stats>) {
+        let stats = Arc::new(Stats::default());
+        let parker = Parker::new();
+        let r = Ring::new(cap, policy, Duration::from_millis(20), parker.unparker().clone(), stats.clone());
+        (r, stats)
+    }
+
+    fn steps(r: &Ring) -> Vec<i64> {
+        std::iter::from_fn(|| r.pop())
+            .map(|i| match i {
+                Item::Row(r) => r.step,
+                Item::SummarySet(..) => -1,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn drop_new_keeps_the_oldest_and_counts() {
+        let (r, stats) = ring(4, OverflowPolicy::DropNew);
+        let kept: Vec<bool> = (0..6).map(|s| r.push(row(s))).collect();
+        assert_eq!(kept, [true, true, true, true, false, false]);
+        assert_eq!(steps(&r), [0, 1, 2, 3]);
+        assert_eq!(stats.rows_dropped.load(Relaxed), 2);
+        assert_eq!(stats.rows_queued.load(Relaxed), 4);
+    }
+
+    #[test]
+    fn drop_oldest_keeps_the_newest_and_counts() {
+        let (r, stats) = ring(4, OverflowPolicy::DropOldest);
+        for s in 0..6 {
+            r.push(row(s));
+        }
+        assert_eq!(steps(&r), [2, 3, 4, 5]);
+        assert_eq!(stats.rows_dropped.load(Relaxed), 2);
+    }
+
+    #[test]
+    fn block_waits_a_bounded_time_then_drops() {
+        let (r, stats) = ring(2, OverflowPolicy::Block);
+        assert!(r.push(row(0)) && r.push(row(1)));
+        let start = Instant::now();
+        assert!(!r.push(row(2)), "nobody drains, so the push must give up");
+        assert!(start.elapsed() >= Duration::from_millis(20));
+        assert_eq!(stats.rows_dropped.load(Relaxed), 1);
+    }
+
+    #[test]
+    fn block_succeeds_once_a_consumer_drains() {
+        let (r, _stats) = ring(2, OverflowPolicy::Block);
+        let r = Arc::new(Ring { block_timeout: Duration::from_secs(30), ..Arc::try_unwrap(Arc::new(r)).unwrap() });
+        r.push(row(0));
+        r.push(row(1));
+        let consumer = {
+            let r = r.clone();
+            std::thread::spawn(move || {
+                let mut seen = Vec::new();
+                while seen.len() < 3 {
+                    if let Some(Item::Row(row)) = r.pop() {
+                        seen.push(row.step);
+                    }
+                }
+                seen
+            })
+        };
+        assert!(r.push(row(2)));
+        assert_eq!(consumer.join().unwrap(), [0, 1, 2]);
+    }
+
+    #[test]
+    fn recycled_vectors_come_back_empty() {
+        let (r, _) = ring(4, OverflowPolicy::Block);
+        let mut v = Vec::with_capacity(8);
+        v.push(Cell { key: 1, value: Value::I64(1) });
+        r.recycle(v);
+        let back = r.spare();
+        assert!(back.is_empty() && back.capacity() >= 8);
+    }
+}

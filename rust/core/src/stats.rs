@@ -1,0 +1,82 @@
+//! Counters shared by the caller side and the writer thread, read without locks (the first
+//! error message is the one exception, kept behind a mutex that only errors touch).
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use parking_lot::Mutex;
+
+/// Live counters of one shard.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Rows accepted into the ring.
+    pub rows_queued: AtomicU64,
+    /// Rows dropped because the ring was full (by policy or after the bounded wait).
+    pub rows_dropped: AtomicU64,
+    /// Rows written to the sink.
+    pub rows_written: AtomicU64,
+    /// Rows the sink failed to take (I/O errors).
+    pub rows_failed: AtomicU64,
+    /// `log()` calls rejected because their step was smaller than the current one.
+    pub steps_rejected: AtomicU64,
+    /// Frames written.
+    pub frames_written: AtomicU64,
+    /// Bytes written to the sink.
+    pub bytes_written: AtomicU64,
+    /// Write or sync errors seen.
+    pub write_errors: AtomicU64,
+    /// Scalar values (not rows) written.
+    pub scalars_written: AtomicU64,
+    first_error: Mutex<Option<String>>,
+}
+
+/// A point-in-time copy of [`Stats`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StatsSnapshot {
+    /// See [`Stats::rows_queued`].
+    pub rows_queued: u64,
+    /// See [`Stats::rows_dropped`].
+    pub rows_dropped: u64,
+    /// See [`Stats::rows_written`].
+    pub rows_written: u64,
+    /// See [`Stats::rows_failed`].
+    pub rows_failed: u64,
+    /// See [`Stats::steps_rejected`].
+    pub steps_rejected: u64,
+    /// See [`Stats::frames_written`].
+    pub frames_written: u64,
+    /// See [`Stats::bytes_written`].
+    pub bytes_written: u64,
+    /// See [`Stats::write_errors`].
+    pub write_errors: u64,
+    /// See [`Stats::scalars_written`].
+    pub scalars_written: u64,
+    /// The first background error, if any.
+    pub first_error: Option<String>,
+}
+
+impl Stats {
+    /// Records a background error: counts it, keeps the first message.
+    pub fn record_error(&self, message: String) {
+        self.write_errors.fetch_add(1, Relaxed);
+        let mut first = self.first_error.lock();
+        if first.is_none() {
+            *first = Some(message);
+        }
+    }
+
+    /// Copies every counter.
+    pub fn snapshot(&self) -> StatsSnapshot {
+        StatsSnapshot {
+            rows_queued: self.rows_queued.load(Relaxed),
+            rows_dropped: self.rows_dropped.load(Relaxed),
+            rows_written: self.rows_written.load(Relaxed),
+            rows_failed: self.rows_failed.load(Relaxed),
+            steps_rejected: self.steps_rejected.load(Relaxed),
+            frames_written: self.frames_written.load(Relaxed),
+            bytes_written: self.bytes_written.load(Relaxed),
+            write_errors: self.write_errors.load(Relaxed),
+            scalars_written: self.scalars_written.load(Relaxed),
+            first_error: self.first_error.lock().clone(),
+        }
+    }
+}

@@ -1,0 +1,349 @@
+//! The background writer: one thread per shard that drains the ring, batches rows by count,
+//! bytes and age, encodes, compresses, frames and writes them, keeps the summary, and fsyncs
+//! on its own schedule.
+//!
+//! Invariants: the thread never panics on I/O (it counts the error and keeps the first
+//! message); every wait on it is bounded; a flush covers every item pushed before it was
+//! requested; the thread never needs the GIL.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_utils::sync::Parker;
+use parking_lot::{Condvar, Mutex};
+
+use crate::accumulator::now_unix_s;
+use crate::batch::Batch;
+use crate::config::WriterConfig;
+use crate::error::{Error, Result};
+use crate::frame::{self, Kind};
+use crate::keys::KeyRegistry;
+use crate::msgpack::Enc;
+use crate::ring::Ring;
+use crate::shard::{encode_gap, encode_summary_value, CloseInfo, ShardInfo};
+use crate::sink::Sink;
+use crate::stats::Stats;
+use crate::value::{Item, KeyId, Value};
+
+/// Requests from callers to the writer thread and its acknowledgements.
+#[derive(Debug, Default)]
+pub struct Control {
+    flush_requested: AtomicU64,
+    flushed: Mutex<u64>,
+    flushed_cv: Condvar,
+    shutdown: AtomicBool,
+    exited: AtomicBool,
+}
+
+/// The latest summary values, published by the writer after each write.
+pub type SharedSummary = Arc<Mutex<Vec<(KeyId, Value)>>>;
+
+/// A running writer thread.
+#[derive(Debug)]
+pub struct Writer {
+    control: Arc<Control>,
+    ring: Arc<Ring>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+struct State {
+    ring: Arc<Ring>,
+    sink: Box<dyn Sink>,
+    registry: Arc<KeyRegistry>,
+    stats: Arc<Stats>,
+    control: Arc<Control>,
+    config: WriterConfig,
+    parker: Parker,
+    batch: Batch,
+    enc: Enc,
+    out: Vec<u8>,
+    compressor: Option<zstd::bulk::Compressor<'static>>,
+    seq: u64,
+    keys_written: u32,
+    summary: Vec<Option<Value>>,
+    summary_dirty: bool,
+    shared_summary: SharedSummary,
+    dropped_reported: u64,
+    failed_unreported: u64,
+    unsynced: bool,
+    last_sync: Instant,
+}
+
+impl Writer {
+    /// Starts the writer thread for `sink`, writing the shard header first.
+    pub fn start(
+        sink: Box<dyn Sink>,
+        info: &ShardInfo,
+        config: WriterConfig,
+        parker: Parker,
+        ring: Arc<Ring>,
+        registry: Arc<KeyRegistry>,
+        stats: Arc<Stats>,
+        shared_summary: SharedSummary,
+    ) -> Result<Self> {
+        let control = Arc::new(Control::default());
+        let compressor = zstd::bulk::Compressor::new(config.zstd_level).ok();
+        let mut state = State {
+            ring: ring.clone(),
+            sink,
+            registry,
+            stats,
+            control: control.clone(),
+            config,
+            parker,
+            batch: Batch::default(),
+            enc: Enc::default(),
+            out: Vec::new(),
+            compressor,
+            seq: 0,
+            keys_written: 0,
+            summary: Vec::new(),
+            summary_dirty: false,
+            shared_summary,
+            dropped_reported: 0,
+            failed_unreported: 0,
+            unsynced: false,
+            last_sync: Instant::now(),
+        };
+        info.encode(&mut state.enc);
+        state.frame(Kind::Header, false);
+        state.write_out(0);
+        let thread = std::thread::Builder::new()
+            .name("steplog-writer".into())
+            .spawn(move || state.run())
+            .map_err(Error::SpawnThread)?;
+        Ok(Writer {
+            control,
+            ring,
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    /// Waits until everything pushed before this call is written, at most `timeout`.
+    pub fn flush(&self, timeout: Duration) -> Result<()> {
+        let target = self.control.flush_requested.fetch_add(1, Ordering::AcqRel) + 1;
+        self.ring.wake();
+        self.wait_for(target, timeout)
+    }
+
+    /// Drains, writes the close frame, syncs and stops the thread, waiting at most `timeout`.
+    pub fn shutdown(&self, timeout: Duration) -> Result<()> {
+        self.control.shutdown.store(true, Ordering::Release);
+        self.ring.wake();
+        self.wait_for(u64::MAX, timeout)?;
+        if let Some(t) = self.thread.lock().take() {
+            let _ = t.join();
+        }
+        Ok(())
+    }
+
+    fn wait_for(&self, target: u64, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        let mut flushed = self.control.flushed.lock();
+        while *flushed < target {
+            if self.control.exited.load(Ordering::Acquire) && target != u64::MAX {
+                return Err(Error::Closed);
+            }
+            if self.control.flushed_cv.wait_until(&mut flushed, deadline).timed_out() {
+                return Err(Error::Timeout {
+                    seconds: timeout.as_secs_f64(),
+                    pending: self.ring.len(),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+impl State {
+    fn run(mut self) {
+        let tick = self.config.flush_interval().div_f64(4.0).clamp(
+            Duration::from_millis(1),
+            Duration::from_millis(50),
+        );
+        loop {
+            let shutting = self.control.shutdown.load(Ordering::Acquire);
+            let requested = self.control.flush_requested.load(Ordering::Acquire);
+            self.drain();
+            let due = self
+                .batch
+                .started()
+                .is_some_and(|t| t.elapsed() >= self.config.flush_interval());
+            let flushing = requested > *self.control.flushed.lock();
+            if due || flushing || shutting {
+                self.write_batch();
+            }
+            if self.unsynced
+                && self.last_sync.elapsed().as_secs_f64() >= self.config.fsync_interval_s
+            {
+                self.sync();
+            }
+            if shutting {
+                self.close();
+                self.acknowledge(u64::MAX);
+                self.control.exited.store(true, Ordering::Release);
+                return;
+            }
+            if flushing {
+                self.acknowledge(requested);
+            }
+            self.parker.park_timeout(tick);
+        }
+    }
+
+    fn acknowledge(&self, upto: u64) {
+        let mut flushed = self.control.flushed.lock();
+        *flushed = (*flushed).max(upto);
+        self.control.flushed_cv.notify_all();
+    }
+
+    fn drain(&mut self) {
+        while let Some(item) = self.ring.pop() {
+            match item {
+                Item::Row(mut row) => {
+                    for cell in &row.cells {
+                        if !matches!(cell.value, Value::List(_) | Value::Histogram(_)) {
+                            self.set_summary(cell.key, cell.value.clone());
+                        }
+                    }
+                    self.batch.add(&mut row);
+                    self.ring.recycle(row.cells);
+                    if self.batch.rows() >= self.config.batch_max_rows
+                        || self.batch.bytes() >= self.config.batch_max_bytes
+                    {
+                        self.write_batch();
+                    }
+                }
+                Item::SummarySet(key, value) => self.set_summary(key, value),
+            }
+        }
+    }
+
+    fn set_summary(&mut self, key: KeyId, value: Value) {
+        let k = key as usize;
+        if self.summary.len() <= k {
+            self.summary.resize(k + 1, None);
+        }
+        self.summary[k] = Some(value);
+        self.summary_dirty = true;
+    }
+
+    /// Encodes the payload in `self.enc` as a frame appended to `self.out`.
+    fn frame(&mut self, kind: Kind, compress: bool) {
+        let compressor = if compress { self.compressor.as_mut() } else { None };
+        match frame::append(&mut self.out, kind, self.seq, &self.enc.buf, compressor) {
+            Ok(()) => {
+                self.seq += 1;
+                self.stats.frames_written.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => self.stats.record_error(e.to_string()),
+        }
+    }
+
+    fn write_batch(&mut self) {
+        let dropped = self.stats.rows_dropped.load(Ordering::Relaxed);
+        if dropped > self.dropped_reported {
+            encode_gap(dropped - self.dropped_reported, "queue_full", &mut self.enc);
+            self.frame(Kind::Gap, false);
+            self.dropped_reported = dropped;
+        }
+        if self.failed_unreported > 0 {
+            encode_gap(self.failed_unreported, "write_error", &mut self.enc);
+            self.frame(Kind::Gap, false);
+        }
+        let rows = self.batch.rows() as u64;
+        let scalars = self.batch.scalars() as u64;
+        let keys_before = self.keys_written;
+        if rows > 0 {
+            self.batch.encode(&mut self.keys_written, &self.registry, &mut self.enc);
+            self.frame(Kind::Batch, true);
+        }
+        if self.summary_dirty {
+            self.encode_summary();
+            self.frame(Kind::Summary, true);
+        }
+        if self.out.is_empty() {
+            return;
+        }
+        if self.write_out(rows) {
+            self.stats.scalars_written.fetch_add(scalars, Ordering::Relaxed);
+            self.failed_unreported = 0;
+        } else {
+            // NOTE: the lost batch may have carried key-table entries; send them again.
+            self.keys_written = keys_before;
+            self.summary_dirty = true;
+        }
+    }
+
+    fn encode_summary(&mut self) {
+        let mut published = Vec::new();
+        let live: Vec<(KeyId, &Value)> = self
+            .summary
+            .iter()
+            .enumerate()
+            .filter_map(|(k, v)| v.as_ref().map(|v| (k as KeyId, v)))
+            .collect();
+        self.enc.buf.clear();
+        self.enc.map(live.len());
+        for (key, value) in live {
+            let name = self.registry.name(key).unwrap_or_else(|| Arc::from(""));
+            self.enc.str(&name);
+            encode_summary_value(value, &mut self.enc);
+            published.push((key, value.clone()));
+        }
+        *self.shared_summary.lock() = published;
+        self.summary_dirty = false;
+    }
+
+    /// Writes the pending frames; counts `rows` as written or failed. Returns success.
+    fn write_out(&mut self, rows: u64) -> bool {
+        let result = self.sink.write_frames(&self.out);
+        let ok = match result {
+            Ok(()) => {
+                self.stats.rows_written.fetch_add(rows, Ordering::Relaxed);
+                self.stats
+                    .bytes_written
+                    .fetch_add(self.out.len() as u64, Ordering::Relaxed);
+                self.unsynced = true;
+                true
+            }
+            Err(e) => {
+                self.stats.rows_failed.fetch_add(rows, Ordering::Relaxed);
+                self.failed_unreported += rows;
+                self.stats
+                    .record_error(format!("writing {}: {e}", self.sink.describe()));
+                false
+            }
+        };
+        self.out.clear();
+        ok
+    }
+
+    fn sync(&mut self) {
+        if let Err(e) = self.sink.sync() {
+            self.stats
+                .record_error(format!("syncing {}: {e}", self.sink.describe()));
+        }
+        self.unsynced = false;
+        self.last_sync = Instant::now();
+    }
+
+    fn close(&mut self) {
+        self.drain();
+        self.write_batch();
+        let s = self.stats.snapshot();
+        CloseInfo {
+            rows_written: s.rows_written,
+            rows_dropped: s.rows_dropped,
+            rows_failed: s.rows_failed,
+            steps_rejected: s.steps_rejected,
+            ended: now_unix_s(),
+        }
+        .encode(&mut self.enc);
+        self.frame(Kind::Close, false);
+        self.write_out(0);
+        self.sync();
+    }
+}

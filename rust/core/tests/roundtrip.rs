@@ -1,0 +1,189 @@
+//! End to end through the core: log → ring → writer → sink → reader.
+
+use std::time::Duration;
+
+use steplog_core::batch::DType;
+use steplog_core::reader::{decode_shard, Scalars, ShardData};
+use steplog_core::{
+    Logged, Logger, MemorySink, OverflowPolicy, ShardInfo, Value, WriterConfig,
+};
+
+fn info() -> ShardInfo {
+    ShardInfo {
+        run_id: "r1".into(),
+        shard: "s-1".into(),
+        pid: 42,
+        host: "h".into(),
+        ..ShardInfo::default()
+    }
+}
+
+fn start(config: WriterConfig) -> (Logger, MemorySink) {
+    let sink = MemorySink::new();
+    let logger = Logger::start(Box::new(sink.clone()), &info(), config).unwrap();
+    (logger, sink)
+}
+
+fn f64s(data: &ShardData, key: &str) -> (Vec<i64>, Vec<f64>) {
+    let s = &data.series[&(key.to_string(), DType::F64)];
+    match &s.values {
+        Scalars::F64(v) => (s.steps.clone(), v.clone()),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn rows_round_trip_through_the_writer() {
+    let (logger, sink) = start(WriterConfig::default());
+    for i in 0..1000 {
+        let cells = vec![("loss", Value::F64(1.0 / f64::from(i + 1))), ("epoch", Value::I64(i64::from(i / 100)))];
+        assert_eq!(logger.log(None, None, cells).unwrap(), Logged::Accepted);
+    }
+    logger.log(None, None, vec![("note", Value::Text("done".into())), ("ok", Value::Bool(true))]).unwrap();
+    let stats = logger.finish().unwrap();
+    assert_eq!(stats.rows_written, 1001);
+    assert_eq!(stats.rows_dropped, 0);
+
+    let data = decode_shard(&sink.bytes());
+    assert!(data.problems.is_empty(), "{:?}", data.problems);
+    assert_eq!(data.rows, 1001);
+    assert_eq!(data.keys, ["loss", "epoch", "note", "ok"]);
+    let (steps, values) = f64s(&data, "loss");
+    assert_eq!(steps, (0..1000).collect::<Vec<i64>>());
+    assert_eq!(values[9], 0.1);
+    let epoch = &data.series[&("epoch".to_string(), DType::I64)];
+    assert_eq!(epoch.values, Scalars::I64((0..1000).map(|i| i / 100).collect()));
+    assert_eq!(data.others, vec![(1000, "note".to_string(), Value::Text("done".into()))]);
+    let summary: std::collections::HashMap<_, _> = data.summary.iter().cloned().collect();
+    assert_eq!(summary["loss"], Value::F64(0.001));
+    assert_eq!(summary["ok"], Value::Bool(true));
+    let close = data.close.clone().expect("clean close");
+    assert!(close.iter().any(|(k, v)| k == "rows_written" && *v == steplog_core::reader::Meta::Int(1001)));
+    // The timestamp column has one entry per row.
+    assert_eq!(f64s(&data, "_timestamp").0.len(), 1001);
+}
+
+#[test]
+fn flush_makes_everything_logged_so_far_visible() {
+    let (logger, sink) = start(WriterConfig { flush_interval_s: 1000.0, ..WriterConfig::default() });
+    for i in 0..10 {
+        logger.log(None, None, vec![("x", Value::I64(i))]).unwrap();
+    }
+    logger.flush(Duration::from_secs(10)).unwrap();
+    let data = decode_shard(&sink.bytes());
+    assert_eq!(data.rows, 10);
+    assert!(data.close.is_none());
+    logger.finish().unwrap();
+}
+
+#[test]
+fn the_key_table_is_only_sent_once() {
+    use steplog_core::frame::{decode_payload, Event, Frames, Kind};
+    use steplog_core::msgpack::{decode, Mp};
+    let (logger, sink) = start(WriterConfig::default());
+    logger.log(None, None, vec![("loss", Value::F64(1.0))]).unwrap();
+    logger.flush(Duration::from_secs(10)).unwrap();
+    logger.log(None, None, vec![("loss", Value::F64(2.0)), ("acc", Value::F64(0.5))]).unwrap();
+    logger.flush(Duration::from_secs(10)).unwrap();
+    logger.log(None, None, vec![("loss", Value::F64(3.0))]).unwrap();
+    logger.finish().unwrap();
+    let bytes = sink.bytes();
+    let mut tables = Vec::new();
+    for ev in Frames::new(&bytes) {
+        let Event::Frame { header, payload, .. } = ev else { panic!("damage") };
+        if header.kind == Kind::Batch as u8 {
+            let raw = decode_payload(&header, payload).unwrap();
+            let v = decode(&raw).unwrap();
+            let names: Vec<String> = v
+                .get("keys")
+                .and_then(Mp::as_array)
+                .unwrap()
+                .iter()
+                .map(|e| e.as_array().unwrap()[1].as_str().unwrap().to_string())
+                .collect();
+            tables.push(names);
+        }
+    }
+    assert_eq!(tables, vec![vec!["_timestamp", "loss"], vec!["acc"], vec![]]);
+    let data = decode_shard(&bytes);
+    assert_eq!(f64s(&data, "loss").1, [1.0, 2.0, 3.0]);
+}
+
+#[test]
+fn a_paused_sink_fills_the_ring_and_drop_new_counts_every_loss() {
+    let config = WriterConfig {
+        queue_capacity: 8,
+        overflow: OverflowPolicy::DropNew,
+        ..WriterConfig::default()
+    };
+    let (logger, sink) = start(config);
+    sink.pause();
+    // The writer may be holding one batch in the paused write; the ring holds 8 more.
+    for i in 0..100 {
+        logger.log(None, None, vec![("x", Value::I64(i))]).unwrap();
+        if i == 0 {
+            logger.flush(Duration::from_millis(50)).ok();
+        }
+    }
+    sink.resume();
+    let stats = logger.finish().unwrap();
+    assert!(stats.rows_dropped > 0);
+    assert_eq!(stats.rows_written + stats.rows_dropped, 100);
+    let data = decode_shard(&sink.bytes());
+    assert_eq!(data.rows, stats.rows_written);
+    let gap: u64 = data.gaps.iter().map(|g| g.0).sum();
+    assert_eq!(gap, stats.rows_dropped, "the drops are written into the shard");
+}
+
+#[test]
+fn write_errors_are_counted_not_raised_and_logging_resumes() {
+    let (logger, sink) = start(WriterConfig::default());
+    sink.fail_with(Some(std::io::ErrorKind::StorageFull));
+    logger.log(None, None, vec![("x", Value::I64(1))]).unwrap();
+    logger.flush(Duration::from_secs(10)).unwrap();
+    let s = logger.stats();
+    assert_eq!(s.rows_failed, 1);
+    assert!(s.first_error.unwrap().contains("injected"));
+    sink.fail_with(None);
+    logger.log(None, None, vec![("x", Value::I64(2))]).unwrap();
+    logger.finish().unwrap();
+    let data = decode_shard(&sink.bytes());
+    let x = &data.series[&("x".to_string(), DType::I64)];
+    assert_eq!(x.values, Scalars::I64(vec![2]));
+    assert_eq!(data.gaps, vec![(1, "write_error".to_string())]);
+}
+
+#[test]
+fn logging_after_finish_fails_and_finish_is_idempotent() {
+    let (logger, _sink) = start(WriterConfig::default());
+    logger.log(None, None, vec![("x", Value::I64(1))]).unwrap();
+    let a = logger.finish().unwrap();
+    let b = logger.finish().unwrap();
+    assert_eq!(a, b);
+    assert!(logger.log(None, None, vec![("x", Value::I64(1))]).is_err());
+}
+
+#[test]
+fn many_threads_lose_nothing() {
+    let (logger, sink) = start(WriterConfig { queue_capacity: 64, ..WriterConfig::default() });
+    std::thread::scope(|s| {
+        for t in 0..4 {
+            let logger = &logger;
+            s.spawn(move || {
+                for i in 0..5000 {
+                    logger.log(None, None, vec![("v", Value::I64(t * 100_000 + i))]).unwrap();
+                }
+            });
+        }
+    });
+    let stats = logger.finish().unwrap();
+    assert_eq!((stats.rows_written, stats.rows_dropped), (20_000, 0));
+    let data = decode_shard(&sink.bytes());
+    let Scalars::I64(mut v) = data.series[&("v".to_string(), DType::I64)].values.clone() else { panic!() };
+    v.sort_unstable();
+    let mut want: Vec<i64> = (0..4).flat_map(|t| (0..5000).map(move |i| t * 100_000 + i)).collect();
+    want.sort_unstable();
+    assert_eq!(v, want);
+    let steps = &data.series[&("v".to_string(), DType::I64)].steps;
+    assert!(steps.windows(2).all(|w| w[0] < w[1]), "steps are unique and increasing");
+}
