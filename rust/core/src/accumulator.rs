@@ -187,7 +187,12 @@ mod tests {
                     let cells = r
                         .cells
                         .iter()
-                        .map(|c| (reg.name(c.key).unwrap().to_string(), c.value.as_f64().unwrap()))
+                        .map(|c| {
+                            (
+                                reg.name(c.key).unwrap().to_string(),
+                                c.value.as_f64().unwrap(),
+                            )
+                        })
                         .collect();
                     (r.step, cells)
                 })
@@ -207,7 +212,11 @@ mod tests {
         h.log(&[("acc", 0.9)], None, None).unwrap();
         assert_eq!(
             h.table(),
-            vec![row(0, &[("loss", 1.0)]), row(1, &[("loss", 0.5)]), row(2, &[("acc", 0.9)])]
+            vec![
+                row(0, &[("loss", 1.0)]),
+                row(1, &[("loss", 0.5)]),
+                row(2, &[("acc", 0.9)])
+            ]
         );
         assert_eq!(h.acc.step(), 3);
     }
@@ -228,7 +237,8 @@ mod tests {
     fn later_value_for_the_same_key_in_a_step_wins() {
         let mut h = Harness::new();
         h.log(&[("loss", 1.0)], None, Some(false)).unwrap();
-        h.log(&[("loss", 2.0), ("acc", 3.0)], None, Some(false)).unwrap();
+        h.log(&[("loss", 2.0), ("acc", 3.0)], None, Some(false))
+            .unwrap();
         h.log(&[("loss", 4.0)], None, None).unwrap();
         assert_eq!(h.table(), vec![row(0, &[("loss", 4.0), ("acc", 3.0)])]);
     }
@@ -243,7 +253,10 @@ mod tests {
         h.log(&[("a", 4.0)], None, None).unwrap();
         assert_eq!(
             h.table(),
-            vec![row(0, &[("a", 1.0), ("b", 2.0), ("c", 3.0)]), row(1, &[("a", 4.0)])]
+            vec![
+                row(0, &[("a", 1.0), ("b", 2.0), ("c", 3.0)]),
+                row(1, &[("a", 4.0)])
+            ]
         );
     }
 
@@ -262,7 +275,13 @@ mod tests {
         let mut h = Harness::new();
         h.log(&[("a", 1.0)], Some(5), None).unwrap();
         let err = h.log(&[("a", 9.0)], Some(3), None).unwrap_err();
-        assert_eq!(err, StepRejected { step: 3, current: 5 });
+        assert_eq!(
+            err,
+            StepRejected {
+                step: 3,
+                current: 5
+            }
+        );
         assert_eq!(h.acc.rejected(), 1);
         h.acc.flush_open(&mut |r| h.rows.push(r));
         assert_eq!(h.table(), vec![row(5, &[("a", 1.0)])]);

@@ -127,10 +127,18 @@ impl WriterConfig {
         };
         let d = WriterConfig::default();
         let cfg = WriterConfig {
-            queue_capacity: int(lookup("queue_capacity"), d.queue_capacity as i64, 2, 1 << 26)?
-                as usize,
-            batch_max_rows: int(lookup("batch_max_rows"), d.batch_max_rows as i64, 1, 1 << 24)?
-                as usize,
+            queue_capacity: int(
+                lookup("queue_capacity"),
+                d.queue_capacity as i64,
+                2,
+                1 << 26,
+            )? as usize,
+            batch_max_rows: int(
+                lookup("batch_max_rows"),
+                d.batch_max_rows as i64,
+                1,
+                1 << 24,
+            )? as usize,
             batch_max_bytes: int(
                 lookup("batch_max_bytes"),
                 d.batch_max_bytes as i64,
@@ -187,7 +195,9 @@ fn number(found: (String, Setting), what: &str) -> Result<(String, f64)> {
 }
 
 fn int(found: Option<(String, Setting)>, default: i64, lo: i64, hi: i64) -> Result<i64> {
-    let Some(found) = found else { return Ok(default) };
+    let Some(found) = found else {
+        return Ok(default);
+    };
     let what = format!("an integer from {lo} to {hi}");
     let (name, n) = number(found, &what)?;
     if n.fract() != 0.0 || n < lo as f64 || n > hi as f64 {
@@ -201,7 +211,9 @@ fn int(found: Option<(String, Setting)>, default: i64, lo: i64, hi: i64) -> Resu
 }
 
 fn secs(found: Option<(String, Setting)>, default: f64, lo: f64) -> Result<f64> {
-    let Some(found) = found else { return Ok(default) };
+    let Some(found) = found else {
+        return Ok(default);
+    };
     let what = format!("seconds as a number of at least {lo}");
     let (name, n) = number(found, &what)?;
     if n < lo || n > 1e9 {
@@ -224,12 +236,18 @@ mod tests {
 
     #[test]
     fn defaults_then_env_then_keywords() {
-        assert_eq!(WriterConfig::resolve(&[], no_env).unwrap(), WriterConfig::default());
+        assert_eq!(
+            WriterConfig::resolve(&[], no_env).unwrap(),
+            WriterConfig::default()
+        );
         let env = |k: &str| (k == "STEPLOG_FLUSH_INTERVAL_S").then(|| "0.25".to_string());
         let cfg = WriterConfig::resolve(&[], env).unwrap();
         assert_eq!(cfg.flush_interval_s, 0.25);
         let given = [("flush_interval_s".to_string(), Setting::Num(2.0))];
-        assert_eq!(WriterConfig::resolve(&given, env).unwrap().flush_interval_s, 2.0);
+        assert_eq!(
+            WriterConfig::resolve(&given, env).unwrap().flush_interval_s,
+            2.0
+        );
     }
 
     #[test]
@@ -241,13 +259,19 @@ mod tests {
             "STEPLOG_FLUSH_INTERVAL_S=\"ten\": expected seconds as a number of at least 0.001"
         );
         let given = [("queue_capacity".to_string(), Setting::Num(1.5))];
-        let msg = WriterConfig::resolve(&given, no_env).unwrap_err().to_string();
+        let msg = WriterConfig::resolve(&given, no_env)
+            .unwrap_err()
+            .to_string();
         assert!(msg.starts_with("queue_capacity="), "{msg}");
         let given = [("overflow".to_string(), Setting::Text("lossy".into()))];
-        let msg = WriterConfig::resolve(&given, no_env).unwrap_err().to_string();
+        let msg = WriterConfig::resolve(&given, no_env)
+            .unwrap_err()
+            .to_string();
         assert!(msg.contains("block, drop_new, drop_oldest"), "{msg}");
         let given = [("flush_interval".to_string(), Setting::Num(1.0))];
-        let msg = WriterConfig::resolve(&given, no_env).unwrap_err().to_string();
+        let msg = WriterConfig::resolve(&given, no_env)
+            .unwrap_err()
+            .to_string();
         assert!(msg.contains("unknown setting"), "{msg}");
     }
 
@@ -260,7 +284,10 @@ mod tests {
     #[test]
     fn zstd_levels_include_negative_fast_levels() {
         let given = [("zstd_level".to_string(), Setting::Num(-5.0))];
-        assert_eq!(WriterConfig::resolve(&given, no_env).unwrap().zstd_level, -5);
+        assert_eq!(
+            WriterConfig::resolve(&given, no_env).unwrap().zstd_level,
+            -5
+        );
         let given = [("zstd_level".to_string(), Setting::Num(23.0))];
         assert!(WriterConfig::resolve(&given, no_env).is_err());
     }

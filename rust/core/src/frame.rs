@@ -328,7 +328,14 @@ mod tests {
         for seq in 0..n {
             starts.push(out.len());
             let raw = format!("payload number {seq} {}", "x".repeat(seq as usize * 10));
-            append(&mut out, Kind::Batch, seq, raw.as_bytes(), zstd.then_some(&mut c)).unwrap();
+            append(
+                &mut out,
+                Kind::Batch,
+                seq,
+                raw.as_bytes(),
+                zstd.then_some(&mut c),
+            )
+            .unwrap();
         }
         (out, starts)
     }
@@ -338,11 +345,17 @@ mod tests {
         let mut bad = Vec::new();
         for ev in Frames::new(buf) {
             match ev {
-                Event::Frame { header, payload, .. } => {
+                Event::Frame {
+                    header, payload, ..
+                } => {
                     let raw = decode_payload(&header, payload).unwrap();
                     good.push(String::from_utf8(raw).unwrap());
                 }
-                Event::Damaged { offset, len, damage } => bad.push((offset, len, damage)),
+                Event::Damaged {
+                    offset,
+                    len,
+                    damage,
+                } => bad.push((offset, len, damage)),
             }
         }
         (good, bad)
@@ -365,7 +378,11 @@ mod tests {
         for cut in starts[2] + 1..buf.len() {
             let (good, bad) = decoded(&buf[..cut]);
             assert_eq!(good.len(), 2, "cut at {cut}");
-            assert_eq!(bad, vec![(starts[2], cut - starts[2], Damage::TornTail)], "cut at {cut}");
+            assert_eq!(
+                bad,
+                vec![(starts[2], cut - starts[2], Damage::TornTail)],
+                "cut at {cut}"
+            );
         }
     }
 

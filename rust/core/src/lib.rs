@@ -16,6 +16,7 @@ pub mod batch;
 pub mod config;
 pub mod error;
 pub mod frame;
+pub mod histogram;
 pub mod keys;
 pub mod logger;
 pub mod msgpack;

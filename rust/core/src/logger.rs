@@ -109,15 +109,9 @@ impl Logger {
             interned.push((acc.interner().intern(name)?, value));
         }
         let ring = &self.ring;
-        let result = acc.log(
-            step,
-            commit,
-            interned,
-            &mut || ring.spare(),
-            &mut |row| {
-                ring.push(Item::Row(row));
-            },
-        );
+        let result = acc.log(step, commit, interned, &mut || ring.spare(), &mut |row| {
+            ring.push(Item::Row(row));
+        });
         Ok(match result {
             Ok(()) => Logged::Accepted,
             Err(rejected) => {
@@ -141,8 +135,14 @@ impl Logger {
             return Err(Error::Closed);
         }
         let id = self.acc.lock().interner().intern(key)?;
-        self.ring.push(Item::SummarySet(id, value));
-        Ok(())
+        if self.ring.push_waiting(Item::SummarySet(id, value)) {
+            Ok(())
+        } else {
+            Err(Error::Timeout {
+                seconds: self.config.block_timeout_s,
+                pending: self.ring.len(),
+            })
+        }
     }
 
     /// The summary as of the last write (call [`Logger::flush`] first for an exact view).

@@ -124,7 +124,10 @@ pub fn decode(buf: &[u8]) -> Result<Mp<'_>, String> {
     let mut d = Dec { buf, pos: 0 };
     let v = d.value(0)?;
     if d.pos != buf.len() {
-        return Err(format!("{} trailing bytes after the msgpack value", buf.len() - d.pos));
+        return Err(format!(
+            "{} trailing bytes after the msgpack value",
+            buf.len() - d.pos
+        ));
     }
     Ok(v)
 }
@@ -147,7 +150,10 @@ impl<'a> Dec<'a> {
         Ok(s)
     }
     fn be(&mut self, n: usize) -> Result<u64, String> {
-        Ok(self.take(n)?.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b)))
+        Ok(self
+            .take(n)?
+            .iter()
+            .fold(0u64, |acc, b| (acc << 8) | u64::from(*b)))
     }
     fn value(&mut self, depth: usize) -> Result<Mp<'a>, String> {
         if depth > MAX_DEPTH {
@@ -174,29 +180,64 @@ impl<'a> Dec<'a> {
             Marker::F32 => Mp::F64(f64::from(f32::from_bits(self.be(4)? as u32))),
             Marker::F64 => Mp::F64(f64::from_bits(self.be(8)?)),
             Marker::FixStr(n) => self.str(n as usize)?,
-            Marker::Str8 => { let n = self.be(1)? as usize; self.str(n)? }
-            Marker::Str16 => { let n = self.be(2)? as usize; self.str(n)? }
-            Marker::Str32 => { let n = self.be(4)? as usize; self.str(n)? }
-            Marker::Bin8 => { let n = self.be(1)? as usize; Mp::Bin(self.take(n)?) }
-            Marker::Bin16 => { let n = self.be(2)? as usize; Mp::Bin(self.take(n)?) }
-            Marker::Bin32 => { let n = self.be(4)? as usize; Mp::Bin(self.take(n)?) }
+            Marker::Str8 => {
+                let n = self.be(1)? as usize;
+                self.str(n)?
+            }
+            Marker::Str16 => {
+                let n = self.be(2)? as usize;
+                self.str(n)?
+            }
+            Marker::Str32 => {
+                let n = self.be(4)? as usize;
+                self.str(n)?
+            }
+            Marker::Bin8 => {
+                let n = self.be(1)? as usize;
+                Mp::Bin(self.take(n)?)
+            }
+            Marker::Bin16 => {
+                let n = self.be(2)? as usize;
+                Mp::Bin(self.take(n)?)
+            }
+            Marker::Bin32 => {
+                let n = self.be(4)? as usize;
+                Mp::Bin(self.take(n)?)
+            }
             Marker::FixArray(n) => self.array(n as usize, depth)?,
-            Marker::Array16 => { let n = self.be(2)? as usize; self.array(n, depth)? }
-            Marker::Array32 => { let n = self.be(4)? as usize; self.array(n, depth)? }
+            Marker::Array16 => {
+                let n = self.be(2)? as usize;
+                self.array(n, depth)?
+            }
+            Marker::Array32 => {
+                let n = self.be(4)? as usize;
+                self.array(n, depth)?
+            }
             Marker::FixMap(n) => self.map(n as usize, depth)?,
-            Marker::Map16 => { let n = self.be(2)? as usize; self.map(n, depth)? }
-            Marker::Map32 => { let n = self.be(4)? as usize; self.map(n, depth)? }
+            Marker::Map16 => {
+                let n = self.be(2)? as usize;
+                self.map(n, depth)?
+            }
+            Marker::Map32 => {
+                let n = self.be(4)? as usize;
+                self.map(n, depth)?
+            }
             other => return Err(format!("unsupported msgpack marker {other:?}")),
         })
     }
     fn str(&mut self, n: usize) -> Result<Mp<'a>, String> {
         let b = self.take(n)?;
-        std::str::from_utf8(b).map(Mp::Str).map_err(|_| "invalid UTF-8 in a msgpack str".into())
+        std::str::from_utf8(b)
+            .map(Mp::Str)
+            .map_err(|_| "invalid UTF-8 in a msgpack str".into())
     }
     fn array(&mut self, n: usize, depth: usize) -> Result<Mp<'a>, String> {
         // Every element takes at least one byte, so a count larger than what remains is a lie.
         if n > self.buf.len() - self.pos {
-            return Err(format!("array declares {n} items but only {} bytes remain", self.buf.len() - self.pos));
+            return Err(format!(
+                "array declares {n} items but only {} bytes remain",
+                self.buf.len() - self.pos
+            ));
         }
         let mut v = Vec::with_capacity(n);
         for _ in 0..n {
@@ -206,7 +247,10 @@ impl<'a> Dec<'a> {
     }
     fn map(&mut self, n: usize, depth: usize) -> Result<Mp<'a>, String> {
         if n.saturating_mul(2) > self.buf.len() - self.pos {
-            return Err(format!("map declares {n} pairs but only {} bytes remain", self.buf.len() - self.pos));
+            return Err(format!(
+                "map declares {n} pairs but only {} bytes remain",
+                self.buf.len() - self.pos
+            ));
         }
         let mut v = Vec::with_capacity(n);
         for _ in 0..n {
@@ -225,14 +269,24 @@ mod tests {
     fn round_trip_every_kind() {
         let mut e = Enc::default();
         e.map(8);
-        e.str("i"); e.int(-5);
-        e.str("big"); e.uint(u64::MAX);
-        e.str("f"); e.f64(1.5);
-        e.str("b"); e.bool(true);
-        e.str("n"); e.nil();
-        e.str("bin"); e.bin(&[1, 2, 3]);
-        e.str("arr"); e.array(2); e.int(300); e.int(-70000);
-        e.str("s"); e.str(&"x".repeat(300));
+        e.str("i");
+        e.int(-5);
+        e.str("big");
+        e.uint(u64::MAX);
+        e.str("f");
+        e.f64(1.5);
+        e.str("b");
+        e.bool(true);
+        e.str("n");
+        e.nil();
+        e.str("bin");
+        e.bin(&[1, 2, 3]);
+        e.str("arr");
+        e.array(2);
+        e.int(300);
+        e.int(-70000);
+        e.str("s");
+        e.str(&"x".repeat(300));
         let v = decode(&e.buf).unwrap();
         assert_eq!(v.get("i"), Some(&Mp::Int(-5)));
         assert_eq!(v.get("big"), Some(&Mp::UInt(u64::MAX)));
@@ -240,16 +294,23 @@ mod tests {
         assert_eq!(v.get("b"), Some(&Mp::Bool(true)));
         assert_eq!(v.get("n"), Some(&Mp::Nil));
         assert_eq!(v.get("bin").and_then(Mp::as_bin), Some(&[1u8, 2, 3][..]));
-        assert_eq!(v.get("arr"), Some(&Mp::Array(vec![Mp::Int(300), Mp::Int(-70000)])));
+        assert_eq!(
+            v.get("arr"),
+            Some(&Mp::Array(vec![Mp::Int(300), Mp::Int(-70000)]))
+        );
         assert_eq!(v.get("s").and_then(Mp::as_str).map(str::len), Some(300));
     }
 
     #[test]
     fn length_bombs_are_refused_without_allocating() {
         // array32 declaring 4 billion items, then nothing.
-        assert!(decode(&[0xdd, 0xff, 0xff, 0xff, 0xff]).unwrap_err().contains("declares"));
+        assert!(decode(&[0xdd, 0xff, 0xff, 0xff, 0xff])
+            .unwrap_err()
+            .contains("declares"));
         assert!(decode(&[0xdf, 0xff, 0xff, 0xff, 0xff]).is_err());
-        assert!(decode(&[0xc6, 0xff, 0xff, 0xff, 0xff, 1, 2]).unwrap_err().contains("exceeds"));
+        assert!(decode(&[0xc6, 0xff, 0xff, 0xff, 0xff, 1, 2])
+            .unwrap_err()
+            .contains("exceeds"));
         let deep = vec![0x91u8; 100];
         assert!(decode(&deep).unwrap_err().contains("deeper"));
     }
@@ -257,7 +318,10 @@ mod tests {
     #[test]
     fn truncations_never_panic() {
         let mut e = Enc::default();
-        e.array(3); e.str("hello"); e.bin(&[9; 40]); e.f64(2.0);
+        e.array(3);
+        e.str("hello");
+        e.bin(&[9; 40]);
+        e.f64(2.0);
         for cut in 0..e.buf.len() {
             assert!(decode(&e.buf[..cut]).is_err());
         }

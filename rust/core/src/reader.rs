@@ -244,7 +244,9 @@ impl Decoder {
             Some(Kind::Close) => self.out.close = Some(meta_map(v)),
             Some(Kind::Batch) => self.batch(v)?,
             Some(Kind::Summary) => {
-                let Mp::Map(pairs) = v else { return Err("summary is not a map".into()) };
+                let Mp::Map(pairs) = v else {
+                    return Err("summary is not a map".into());
+                };
                 self.out.summary = pairs
                     .iter()
                     .filter_map(|(k, v)| Some((k.as_str()?.to_string(), summary_value(v)?)))
@@ -262,7 +264,11 @@ impl Decoder {
 
     fn batch(&mut self, v: &Mp<'_>) -> std::result::Result<(), String> {
         let bad = |what: &str| format!("batch: {what}");
-        for entry in v.get("keys").and_then(Mp::as_array).ok_or_else(|| bad("no keys"))? {
+        for entry in v
+            .get("keys")
+            .and_then(Mp::as_array)
+            .ok_or_else(|| bad("no keys"))?
+        {
             let pair = entry.as_array().ok_or_else(|| bad("bad key entry"))?;
             let (Some(id), Some(name)) = (
                 pair.first().and_then(Mp::as_i64),
@@ -282,7 +288,11 @@ impl Decoder {
             }
             self.names[id] = Some(name.to_string());
         }
-        for col in v.get("cols").and_then(Mp::as_array).ok_or_else(|| bad("no cols"))? {
+        for col in v
+            .get("cols")
+            .and_then(Mp::as_array)
+            .ok_or_else(|| bad("no cols"))?
+        {
             let c = col.as_array().ok_or_else(|| bad("bad column"))?;
             let (Some(id), Some(dtype), Some(steps), Some(values)) = (
                 c.first().and_then(Mp::as_i64),
@@ -300,14 +310,18 @@ impl Decoder {
             if id == 0 {
                 self.out.rows += n as u64;
             }
-            let s = self.out.series.entry((name, dtype)).or_insert_with(|| Series {
-                steps: Vec::new(),
-                values: match dtype {
-                    DType::F64 => Scalars::F64(Vec::new()),
-                    DType::I64 => Scalars::I64(Vec::new()),
-                    DType::Bool => Scalars::Bool(Vec::new()),
-                },
-            });
+            let s = self
+                .out
+                .series
+                .entry((name, dtype))
+                .or_insert_with(|| Series {
+                    steps: Vec::new(),
+                    values: match dtype {
+                        DType::F64 => Scalars::F64(Vec::new()),
+                        DType::I64 => Scalars::I64(Vec::new()),
+                        DType::Bool => Scalars::Bool(Vec::new()),
+                    },
+                });
             s.steps.extend(le_i64(steps));
             match &mut s.values {
                 Scalars::F64(v) => v.extend(le_f64(values)),
@@ -315,7 +329,11 @@ impl Decoder {
                 Scalars::Bool(v) => v.extend(values.iter().map(|b| *b != 0)),
             }
         }
-        for entry in v.get("vals").and_then(Mp::as_array).ok_or_else(|| bad("no vals"))? {
+        for entry in v
+            .get("vals")
+            .and_then(Mp::as_array)
+            .ok_or_else(|| bad("no vals"))?
+        {
             let e = entry.as_array().ok_or_else(|| bad("bad value entry"))?;
             let (Some(step), Some(id), Some(kind), Some(payload)) = (
                 e.first().and_then(Mp::as_i64),

@@ -54,9 +54,10 @@ impl Ring {
 
     /// Queues `item` under the overflow policy. Returns `false` when it was dropped.
     pub fn push(&self, item: Item) -> bool {
+        let is_row = matches!(item, Item::Row(_));
         let item = match self.items.push(item) {
             Ok(()) => {
-                self.stats.rows_queued.fetch_add(1, Relaxed);
+                self.stats.rows_queued.fetch_add(u64::from(is_row), Relaxed);
                 if self.items.len() >= self.wake_at {
                     self.writer.unpark();
                 }
@@ -71,23 +72,30 @@ impl Ring {
                 false
             }
             OverflowPolicy::DropOldest => {
-                self.stats.rows_queued.fetch_add(1, Relaxed);
+                self.stats.rows_queued.fetch_add(u64::from(is_row), Relaxed);
                 if let Some(old) = self.items.force_push(item) {
                     self.drop_item(old);
                 }
                 true
             }
-            OverflowPolicy::Block => self.push_blocking(item),
+            OverflowPolicy::Block => self.push_blocking(item, is_row),
         }
     }
 
-    fn push_blocking(&self, mut item: Item) -> bool {
+    /// Queues `item`, waiting for space up to the block timeout whatever the policy (for
+    /// rare items that must not be dropped lightly, such as summary overrides).
+    pub fn push_waiting(&self, item: Item) -> bool {
+        let is_row = matches!(item, Item::Row(_));
+        self.push_blocking(item, is_row)
+    }
+
+    fn push_blocking(&self, mut item: Item, is_row: bool) -> bool {
         let deadline = Instant::now() + self.block_timeout;
         let backoff = Backoff::new();
         loop {
             match self.items.push(item) {
                 Ok(()) => {
-                    self.stats.rows_queued.fetch_add(1, Relaxed);
+                    self.stats.rows_queued.fetch_add(u64::from(is_row), Relaxed);
                     return true;
                 }
                 Err(back) => item = back,
@@ -106,9 +114,14 @@ impl Ring {
     }
 
     fn drop_item(&self, item: Item) {
-        self.stats.rows_dropped.fetch_add(1, Relaxed);
-        if let Item::Row(row) = item {
-            self.recycle(row.cells);
+        match item {
+            Item::Row(row) => {
+                self.stats.rows_dropped.fetch_add(1, Relaxed);
+                self.recycle(row.cells);
+            }
+            Item::SummarySet(..) => {
+                self.stats.summary_dropped.fetch_add(1, Relaxed);
+            }
         }
     }
 
@@ -166,7 +179,13 @@ mod tests {
     fn ring(cap: usize, policy: OverflowPolicy) -> (Ring, Arc<Stats>) {
         let stats = Arc::new(Stats::default());
         let parker = Parker::new();
-        let r = Ring::new(cap, policy, Duration::from_millis(20), parker.unparker().clone(), stats.clone());
+        let r = Ring::new(
+            cap,
+            policy,
+            Duration::from_millis(20),
+            parker.unparker().clone(),
+            stats.clone(),
+        );
         (r, stats)
     }
 
@@ -212,7 +231,10 @@ mod tests {
     #[test]
     fn block_succeeds_once_a_consumer_drains() {
         let (r, _stats) = ring(2, OverflowPolicy::Block);
-        let r = Arc::new(Ring { block_timeout: Duration::from_secs(30), ..Arc::try_unwrap(Arc::new(r)).unwrap() });
+        let r = Arc::new(Ring {
+            block_timeout: Duration::from_secs(30),
+            ..Arc::try_unwrap(Arc::new(r)).unwrap()
+        });
         r.push(row(0));
         r.push(row(1));
         let consumer = {
@@ -235,7 +257,10 @@ mod tests {
     fn recycled_vectors_come_back_empty() {
         let (r, _) = ring(4, OverflowPolicy::Block);
         let mut v = Vec::with_capacity(8);
-        v.push(Cell { key: 1, value: Value::I64(1) });
+        v.push(Cell {
+            key: 1,
+            value: Value::I64(1),
+        });
         r.recycle(v);
         let back = r.spare();
         assert!(back.is_empty() && back.capacity() >= 8);

@@ -14,6 +14,8 @@ pub struct Stats {
     pub rows_dropped: AtomicU64,
     /// Rows written to the sink.
     pub rows_written: AtomicU64,
+    /// `run.summary[k] = v` updates dropped because the ring was full.
+    pub summary_dropped: AtomicU64,
     /// Rows the sink failed to take (I/O errors).
     pub rows_failed: AtomicU64,
     /// `log()` calls rejected because their step was smaller than the current one.
@@ -38,6 +40,8 @@ pub struct StatsSnapshot {
     pub rows_dropped: u64,
     /// See [`Stats::rows_written`].
     pub rows_written: u64,
+    /// See [`Stats::summary_dropped`].
+    pub summary_dropped: u64,
     /// See [`Stats::rows_failed`].
     pub rows_failed: u64,
     /// See [`Stats::steps_rejected`].
@@ -70,6 +74,7 @@ impl Stats {
             rows_queued: self.rows_queued.load(Relaxed),
             rows_dropped: self.rows_dropped.load(Relaxed),
             rows_written: self.rows_written.load(Relaxed),
+            summary_dropped: self.summary_dropped.load(Relaxed),
             rows_failed: self.rows_failed.load(Relaxed),
             steps_rejected: self.steps_rejected.load(Relaxed),
             frames_written: self.frames_written.load(Relaxed),

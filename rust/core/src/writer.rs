@@ -146,7 +146,12 @@ impl Writer {
             if self.control.exited.load(Ordering::Acquire) && target != u64::MAX {
                 return Err(Error::Closed);
             }
-            if self.control.flushed_cv.wait_until(&mut flushed, deadline).timed_out() {
+            if self
+                .control
+                .flushed_cv
+                .wait_until(&mut flushed, deadline)
+                .timed_out()
+            {
                 return Err(Error::Timeout {
                     seconds: timeout.as_secs_f64(),
                     pending: self.ring.len(),
@@ -159,10 +164,11 @@ impl Writer {
 
 impl State {
     fn run(mut self) {
-        let tick = self.config.flush_interval().div_f64(4.0).clamp(
-            Duration::from_millis(1),
-            Duration::from_millis(50),
-        );
+        let tick = self
+            .config
+            .flush_interval()
+            .div_f64(4.0)
+            .clamp(Duration::from_millis(1), Duration::from_millis(50));
         loop {
             let shutting = self.control.shutdown.load(Ordering::Acquire);
             let requested = self.control.flush_requested.load(Ordering::Acquire);
@@ -232,7 +238,11 @@ impl State {
 
     /// Encodes the payload in `self.enc` as a frame appended to `self.out`.
     fn frame(&mut self, kind: Kind, compress: bool) {
-        let compressor = if compress { self.compressor.as_mut() } else { None };
+        let compressor = if compress {
+            self.compressor.as_mut()
+        } else {
+            None
+        };
         match frame::append(&mut self.out, kind, self.seq, &self.enc.buf, compressor) {
             Ok(()) => {
                 self.seq += 1;
@@ -257,7 +267,8 @@ impl State {
         let scalars = self.batch.scalars() as u64;
         let keys_before = self.keys_written;
         if rows > 0 {
-            self.batch.encode(&mut self.keys_written, &self.registry, &mut self.enc);
+            self.batch
+                .encode(&mut self.keys_written, &self.registry, &mut self.enc);
             self.frame(Kind::Batch, true);
         }
         if self.summary_dirty {
@@ -268,7 +279,9 @@ impl State {
             return;
         }
         if self.write_out(rows) {
-            self.stats.scalars_written.fetch_add(scalars, Ordering::Relaxed);
+            self.stats
+                .scalars_written
+                .fetch_add(scalars, Ordering::Relaxed);
             self.failed_unreported = 0;
         } else {
             // NOTE: the lost batch may have carried key-table entries; send them again.

@@ -4,9 +4,7 @@ use std::time::Duration;
 
 use steplog_core::batch::DType;
 use steplog_core::reader::{decode_shard, Scalars, ShardData};
-use steplog_core::{
-    Logged, Logger, MemorySink, OverflowPolicy, ShardInfo, Value, WriterConfig,
-};
+use steplog_core::{Logged, Logger, MemorySink, OverflowPolicy, ShardInfo, Value, WriterConfig};
 
 fn info() -> ShardInfo {
     ShardInfo {
@@ -36,10 +34,22 @@ fn f64s(data: &ShardData, key: &str) -> (Vec<i64>, Vec<f64>) {
 fn rows_round_trip_through_the_writer() {
     let (logger, sink) = start(WriterConfig::default());
     for i in 0..1000 {
-        let cells = vec![("loss", Value::F64(1.0 / f64::from(i + 1))), ("epoch", Value::I64(i64::from(i / 100)))];
+        let cells = vec![
+            ("loss", Value::F64(1.0 / f64::from(i + 1))),
+            ("epoch", Value::I64(i64::from(i / 100))),
+        ];
         assert_eq!(logger.log(None, None, cells).unwrap(), Logged::Accepted);
     }
-    logger.log(None, None, vec![("note", Value::Text("done".into())), ("ok", Value::Bool(true))]).unwrap();
+    logger
+        .log(
+            None,
+            None,
+            vec![
+                ("note", Value::Text("done".into())),
+                ("ok", Value::Bool(true)),
+            ],
+        )
+        .unwrap();
     let stats = logger.finish().unwrap();
     assert_eq!(stats.rows_written, 1001);
     assert_eq!(stats.rows_dropped, 0);
@@ -52,20 +62,31 @@ fn rows_round_trip_through_the_writer() {
     assert_eq!(steps, (0..1000).collect::<Vec<i64>>());
     assert_eq!(values[9], 0.1);
     let epoch = &data.series[&("epoch".to_string(), DType::I64)];
-    assert_eq!(epoch.values, Scalars::I64((0..1000).map(|i| i / 100).collect()));
-    assert_eq!(data.others, vec![(1000, "note".to_string(), Value::Text("done".into()))]);
+    assert_eq!(
+        epoch.values,
+        Scalars::I64((0..1000).map(|i| i / 100).collect())
+    );
+    assert_eq!(
+        data.others,
+        vec![(1000, "note".to_string(), Value::Text("done".into()))]
+    );
     let summary: std::collections::HashMap<_, _> = data.summary.iter().cloned().collect();
     assert_eq!(summary["loss"], Value::F64(0.001));
     assert_eq!(summary["ok"], Value::Bool(true));
     let close = data.close.clone().expect("clean close");
-    assert!(close.iter().any(|(k, v)| k == "rows_written" && *v == steplog_core::reader::Meta::Int(1001)));
+    assert!(close
+        .iter()
+        .any(|(k, v)| k == "rows_written" && *v == steplog_core::reader::Meta::Int(1001)));
     // The timestamp column has one entry per row.
     assert_eq!(f64s(&data, "_timestamp").0.len(), 1001);
 }
 
 #[test]
 fn flush_makes_everything_logged_so_far_visible() {
-    let (logger, sink) = start(WriterConfig { flush_interval_s: 1000.0, ..WriterConfig::default() });
+    let (logger, sink) = start(WriterConfig {
+        flush_interval_s: 1000.0,
+        ..WriterConfig::default()
+    });
     for i in 0..10 {
         logger.log(None, None, vec![("x", Value::I64(i))]).unwrap();
     }
@@ -81,16 +102,31 @@ fn the_key_table_is_only_sent_once() {
     use steplog_core::frame::{decode_payload, Event, Frames, Kind};
     use steplog_core::msgpack::{decode, Mp};
     let (logger, sink) = start(WriterConfig::default());
-    logger.log(None, None, vec![("loss", Value::F64(1.0))]).unwrap();
+    logger
+        .log(None, None, vec![("loss", Value::F64(1.0))])
+        .unwrap();
     logger.flush(Duration::from_secs(10)).unwrap();
-    logger.log(None, None, vec![("loss", Value::F64(2.0)), ("acc", Value::F64(0.5))]).unwrap();
+    logger
+        .log(
+            None,
+            None,
+            vec![("loss", Value::F64(2.0)), ("acc", Value::F64(0.5))],
+        )
+        .unwrap();
     logger.flush(Duration::from_secs(10)).unwrap();
-    logger.log(None, None, vec![("loss", Value::F64(3.0))]).unwrap();
+    logger
+        .log(None, None, vec![("loss", Value::F64(3.0))])
+        .unwrap();
     logger.finish().unwrap();
     let bytes = sink.bytes();
     let mut tables = Vec::new();
     for ev in Frames::new(&bytes) {
-        let Event::Frame { header, payload, .. } = ev else { panic!("damage") };
+        let Event::Frame {
+            header, payload, ..
+        } = ev
+        else {
+            panic!("damage")
+        };
         if header.kind == Kind::Batch as u8 {
             let raw = decode_payload(&header, payload).unwrap();
             let v = decode(&raw).unwrap();
@@ -104,7 +140,10 @@ fn the_key_table_is_only_sent_once() {
             tables.push(names);
         }
     }
-    assert_eq!(tables, vec![vec!["_timestamp", "loss"], vec!["acc"], vec![]]);
+    assert_eq!(
+        tables,
+        vec![vec!["_timestamp", "loss"], vec!["acc"], vec![]]
+    );
     let data = decode_shard(&bytes);
     assert_eq!(f64s(&data, "loss").1, [1.0, 2.0, 3.0]);
 }
@@ -132,7 +171,10 @@ fn a_paused_sink_fills_the_ring_and_drop_new_counts_every_loss() {
     let data = decode_shard(&sink.bytes());
     assert_eq!(data.rows, stats.rows_written);
     let gap: u64 = data.gaps.iter().map(|g| g.0).sum();
-    assert_eq!(gap, stats.rows_dropped, "the drops are written into the shard");
+    assert_eq!(
+        gap, stats.rows_dropped,
+        "the drops are written into the shard"
+    );
 }
 
 #[test]
@@ -165,13 +207,18 @@ fn logging_after_finish_fails_and_finish_is_idempotent() {
 
 #[test]
 fn many_threads_lose_nothing() {
-    let (logger, sink) = start(WriterConfig { queue_capacity: 64, ..WriterConfig::default() });
+    let (logger, sink) = start(WriterConfig {
+        queue_capacity: 64,
+        ..WriterConfig::default()
+    });
     std::thread::scope(|s| {
         for t in 0..4 {
             let logger = &logger;
             s.spawn(move || {
                 for i in 0..5000 {
-                    logger.log(None, None, vec![("v", Value::I64(t * 100_000 + i))]).unwrap();
+                    logger
+                        .log(None, None, vec![("v", Value::I64(t * 100_000 + i))])
+                        .unwrap();
                 }
             });
         }
@@ -179,11 +226,18 @@ fn many_threads_lose_nothing() {
     let stats = logger.finish().unwrap();
     assert_eq!((stats.rows_written, stats.rows_dropped), (20_000, 0));
     let data = decode_shard(&sink.bytes());
-    let Scalars::I64(mut v) = data.series[&("v".to_string(), DType::I64)].values.clone() else { panic!() };
+    let Scalars::I64(mut v) = data.series[&("v".to_string(), DType::I64)].values.clone() else {
+        panic!()
+    };
     v.sort_unstable();
-    let mut want: Vec<i64> = (0..4).flat_map(|t| (0..5000).map(move |i| t * 100_000 + i)).collect();
+    let mut want: Vec<i64> = (0..4)
+        .flat_map(|t| (0..5000).map(move |i| t * 100_000 + i))
+        .collect();
     want.sort_unstable();
     assert_eq!(v, want);
     let steps = &data.series[&("v".to_string(), DType::I64)].steps;
-    assert!(steps.windows(2).all(|w| w[0] < w[1]), "steps are unique and increasing");
+    assert!(
+        steps.windows(2).all(|w| w[0] < w[1]),
+        "steps are unique and increasing"
+    );
 }

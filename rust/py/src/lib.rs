@@ -1,0 +1,31 @@
+//! `steplog._core`: the thin binding over `steplog-core`. Nothing here owns logic that the
+//! core could own; this crate converts values, maps errors and exposes the classes.
+
+mod convert;
+mod errors;
+mod histogram;
+mod read;
+mod run;
+
+use pyo3::prelude::*;
+
+#[pymodule(gil_used = false)]
+mod _core {
+    #[pymodule_export]
+    use crate::errors::{ClosedError, CorruptRunError, FlushTimeout, SteplogError, SteplogWarning};
+    #[pymodule_export]
+    use crate::histogram::PyHistogram;
+    #[pymodule_export]
+    use crate::read::read_shard;
+    #[pymodule_export]
+    use crate::run::{current_run, log, PyRun};
+
+    use super::*;
+
+    #[pymodule_init]
+    fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
+        m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+        m.add("FORMAT_VERSION", steplog_core::shard::FORMAT_VERSION)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,40 @@
+"""steplog: experiment logging whose `log()` costs about a function call.
+
+>>> import steplog
+>>> run = steplog.init(project="demo", config={"lr": 1e-3})
+>>> for step in range(3):
+...     steplog.log({"loss": 1.0 / (step + 1)})
+>>> run.finish()
+>>> steplog.open(run.dir).scalars("loss")
+"""
+
+from ._core import (
+    ClosedError,
+    CorruptRunError,
+    FlushTimeout,
+    Histogram,
+    SteplogError,
+    SteplogWarning,
+    __version__,
+    log,
+)
+from ._reader import RunReader, open
+from ._run import Run, Summary, current, finish, init
+
+__all__ = [
+    "ClosedError",
+    "CorruptRunError",
+    "FlushTimeout",
+    "Histogram",
+    "Run",
+    "RunReader",
+    "SteplogError",
+    "SteplogWarning",
+    "Summary",
+    "__version__",
+    "current",
+    "finish",
+    "init",
+    "log",
+    "open",
+]

@@ -1,0 +1,206 @@
+"""Reading runs back: `steplog.open(run_dir)` merges every shard of a run into numpy arrays."""
+
+from __future__ import annotations
+
+import builtins
+import glob
+import json
+import os
+import warnings
+from typing import Any
+
+import numpy as np
+
+from . import _core
+from ._run import RUN_FILE, SHARD_SUFFIX
+
+TIMESTAMP = "_timestamp"
+
+
+class RunReader:
+    """A finished, running or crashed run, decoded.
+
+    Damage is skipped and listed in `problems` (a torn last frame after a crash is normal and
+    marked `torn_tail`); with `strict=True` any damage raises `CorruptRunError` instead.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], strict: bool = False) -> None:
+        path = os.fspath(path)
+        if os.path.isfile(path) and os.path.basename(path) == RUN_FILE:
+            path = os.path.dirname(path)
+        if not os.path.isdir(path):
+            raise FileNotFoundError(f"steplog.open: {path!r} is not a run directory")
+        self.path = path
+        run_file = os.path.join(path, RUN_FILE)
+        self.meta: dict[str, Any] = {}
+        if os.path.exists(run_file):
+            with builtins.open(run_file, encoding="utf-8") as f:
+                self.meta = json.load(f)
+        files = sorted(glob.glob(os.path.join(glob.escape(path), "*" + SHARD_SUFFIX)))
+        if not files and not self.meta:
+            raise FileNotFoundError(f"steplog.open: no steplog run in {path!r}")
+        self._shards = [(f, _core.read_shard(f)) for f in files]
+        self.problems: list[dict[str, Any]] = []
+        for f, s in self._shards:
+            for p in s["problems"]:
+                self.problems.append({"shard": os.path.basename(f), **p})
+            for first, last in s["missing_frames"]:
+                self.problems.append(
+                    {
+                        "shard": os.path.basename(f),
+                        "reason": f"frames {first}..{last} are missing",
+                        "torn_tail": False,
+                    }
+                )
+        if strict and self.problems:
+            raise _core.CorruptRunError(f"steplog.open({path!r}): {self.problems}")
+        serious = [p for p in self.problems if not p["torn_tail"]]
+        if serious:
+            warnings.warn(
+                f"steplog.open: {len(serious)} damaged part(s) in {path!r} were skipped; "
+                f"see RunReader.problems",
+                _core.SteplogWarning,
+                stacklevel=2,
+            )
+        self._series: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
+        self._others: dict[str, list[tuple[int, str, Any]]] = {}
+        keys: dict[str, None] = {}
+        for _, s in self._shards:
+            for k in s["keys"]:
+                keys[k] = None
+            for key, _dtype, steps, values in s["series"]:
+                self._series.setdefault(key, []).append((steps, values))
+            for step, key, kind, value in s["others"]:
+                self._others.setdefault(key, []).append((step, kind, value))
+        self._keys = list(keys)
+
+    # --- what was logged -------------------------------------------------------------------
+
+    def keys(self) -> list[str]:
+        """Every logged key, in first-logged order (`_timestamp` excluded)."""
+        return list(self._keys)
+
+    def _check_key(self, key: str) -> None:
+        if key not in self._series and key not in self._others:
+            raise KeyError(f"steplog: no key {key!r} in run {self.path!r}; keys: {self._keys}")
+
+    def scalars(self, key: str) -> tuple[np.ndarray, np.ndarray]:
+        """`(steps, values)` of a scalar key as int64 / float64 arrays, ordered by step."""
+        self._check_key(key)
+        parts = self._series.get(key, [])
+        if not parts:
+            raise TypeError(f"steplog: key {key!r} holds no scalars; use history({key!r})")
+        if len(parts) == 1:
+            steps, values = parts[0]
+            values = values.astype(np.float64, copy=False)
+        else:
+            steps = np.concatenate([p[0] for p in parts])
+            values = np.concatenate([p[1].astype(np.float64, copy=False) for p in parts])
+        if steps.size > 1 and not bool(np.all(steps[1:] >= steps[:-1])):
+            order = np.argsort(steps, kind="stable")
+            steps, values = steps[order], values[order]
+        return steps, values
+
+    def history(self, key: str) -> list[tuple[int, Any]]:
+        """Every `(step, value)` of a key, any kind of value, ordered by step."""
+        self._check_key(key)
+        items: list[tuple[int, Any]] = []
+        for steps, values in self._series.get(key, []):
+            items.extend(zip(steps.tolist(), values.tolist()))
+        for step, kind, value in self._others.get(key, []):
+            items.append((step, value))
+        items.sort(key=lambda sv: sv[0])
+        return items
+
+    def histograms(self, key: str) -> list[tuple[int, np.ndarray, np.ndarray]]:
+        """`(step, counts, edges)` of a histogram key, ordered by step."""
+        self._check_key(key)
+        out = [
+            (step, value["counts"], value["edges"])
+            for step, kind, value in self._others.get(key, [])
+            if kind == "hist"
+        ]
+        out.sort(key=lambda t: t[0])
+        return out
+
+    # --- about the run ---------------------------------------------------------------------
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return dict(self.meta.get("config", {}))
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        """Final summary values. Shards' persisted summaries are merged (the main process's
+        last); a shard that never wrote one contributes the last value of each scalar key."""
+        main_pid = self.meta.get("pid")
+        ordered = sorted(self._shards, key=lambda fs: fs[1]["info"].get("pid") == main_pid)
+        out: dict[str, Any] = {}
+        for _, s in ordered:
+            if s["summary"]:
+                out.update(s["summary"])
+            else:
+                for key, _dtype, steps, values in s["series"]:
+                    if key != TIMESTAMP and steps.size:
+                        last = np.argsort(steps, kind="stable")[-1]
+                        out[key] = values[last].item()
+        return out
+
+    @property
+    def shards(self) -> list[dict[str, Any]]:
+        """Who wrote each shard (pid, host, ranks) and how it ended."""
+        out = []
+        for f, s in self._shards:
+            out.append(
+                {
+                    "file": os.path.basename(f),
+                    **s["info"],
+                    "rows": s["rows"],
+                    "closed": s["close"] is not None,
+                    "close": s["close"],
+                    "gaps": s["gaps"],
+                }
+            )
+        return out
+
+    @property
+    def dropped(self) -> int:
+        """Rows that never reached the files (queue full, write errors), as recorded."""
+        return sum(rows for _, s in self._shards for rows, _reason in s["gaps"])
+
+    @property
+    def rows(self) -> int:
+        """Committed rows (steps) read."""
+        return sum(s["rows"] for _, s in self._shards)
+
+    def to_pandas(self) -> Any:
+        """A DataFrame indexed by `_step` with one column per scalar or text key and
+        `_timestamp`. Lists and histograms are left out (use `history`/`histograms`)."""
+        try:
+            import pandas as pd
+        except ImportError as e:  # pragma: no cover - depends on the environment
+            raise ImportError("RunReader.to_pandas needs pandas: pip install pandas") from e
+        columns: dict[str, Any] = {}
+        for key in [TIMESTAMP, *self._keys]:
+            if key in self._series:
+                steps, values = self.scalars(key)
+                s = pd.Series(values, index=steps)
+            elif key in self._others:
+                texts = [(st, v) for st, kind, v in self._others[key] if kind == "text"]
+                if not texts:
+                    continue
+                s = pd.Series([v for _, v in texts], index=[st for st, _ in texts], dtype=object)
+            else:
+                continue
+            columns[key] = s[~s.index.duplicated(keep="last")]
+        df = pd.DataFrame(columns)
+        df.index.name = "_step"
+        return df.sort_index()
+
+    def __repr__(self) -> str:
+        return f"<steplog.RunReader {self.path!r} keys={len(self._keys)} rows={self.rows}>"
+
+
+def open(path: str | os.PathLike[str], strict: bool = False) -> RunReader:  # noqa: A001
+    """Opens a run directory for reading (see `RunReader`)."""
+    return RunReader(path, strict=strict)

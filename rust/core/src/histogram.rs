@@ -1,0 +1,174 @@
+//! Histogram binning with `numpy.histogram`'s exact rules for equal-width bins: edges from
+//! `linspace(min, max, n + 1)`, each element placed by the same float arithmetic and the same
+//! edge corrections, so counts are identical to numpy's. NaN and ±Inf elements are left out
+//! and counted apart (numpy raises on them).
+
+use crate::error::{Error, Result};
+use crate::value::Histogram;
+
+/// Default number of bins.
+pub const DEFAULT_BINS: usize = 64;
+/// Largest number of bins accepted.
+pub const MAX_BINS: usize = 512;
+
+/// Checks `num_bins` against 1..=[`MAX_BINS`].
+pub fn check_bins(num_bins: i64) -> Result<usize> {
+    if (1..=MAX_BINS as i64).contains(&num_bins) {
+        Ok(num_bins as usize)
+    } else {
+        Err(Error::Config {
+            name: "num_bins".into(),
+            value: num_bins.to_string(),
+            reason: format!("expected an integer from 1 to {MAX_BINS}"),
+        })
+    }
+}
+
+/// `numpy.linspace(first, last, n + 1)` for float64.
+pub fn linspace_edges(first: f64, last: f64, n: usize) -> Vec<f64> {
+    let div = n as f64;
+    let delta = last - first;
+    let step = delta / div;
+    let mut edges: Vec<f64> = if step == 0.0 {
+        (0..=n).map(|i| (i as f64 / div) * delta + first).collect()
+    } else {
+        (0..=n).map(|i| (i as f64) * step + first).collect()
+    };
+    edges[n] = last;
+    edges
+}
+
+/// Bins `data` into `n` equal-width bins over its finite range.
+pub fn bin_f64(data: &[f64], n: usize) -> Histogram {
+    let mut h = Histogram::default();
+    let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
+    for &x in data {
+        if x.is_finite() {
+            lo = lo.min(x);
+            hi = hi.max(x);
+        } else if x.is_nan() {
+            h.nan += 1;
+        } else if x > 0.0 {
+            h.pos_inf += 1;
+        } else {
+            h.neg_inf += 1;
+        }
+    }
+    if lo > hi {
+        return h; // no finite element: an empty histogram that still counts the others
+    }
+    if lo == hi {
+        lo -= 0.5;
+        hi += 0.5;
+    }
+    let edges = linspace_edges(lo, hi, n);
+    let mut counts = vec![0u64; n];
+    let denom = hi - lo;
+    let last = n - 1;
+    for &x in data {
+        if !x.is_finite() {
+            continue;
+        }
+        let f = ((x - lo) / denom) * n as f64;
+        let mut i = (f as usize).min(last);
+        if i > 0 && x < edges[i] {
+            i -= 1;
+        }
+        if i != last && x >= edges[i + 1] {
+            i += 1;
+        }
+        counts[i] += 1;
+    }
+    h.counts = counts;
+    h.edges = edges;
+    h
+}
+
+/// Checks a caller-supplied `(counts, edges)` pair (`np_histogram=`).
+pub fn from_parts(counts: Vec<u64>, edges: Vec<f64>) -> Result<Histogram> {
+    let bad = |reason: String| Error::Config {
+        name: "np_histogram".into(),
+        value: format!("({} counts, {} edges)", counts.len(), edges.len()),
+        reason,
+    };
+    if counts.is_empty() || counts.len() > MAX_BINS {
+        return Err(bad(format!("expected 1 to {MAX_BINS} bins")));
+    }
+    if edges.len() != counts.len() + 1 {
+        return Err(bad("edges must be one longer than counts".into()));
+    }
+    if edges.iter().any(|e| !e.is_finite()) {
+        return Err(bad("edges must be finite".into()));
+    }
+    if edges.windows(2).any(|w| w[0] >= w[1]) {
+        return Err(bad("edges must be strictly increasing".into()));
+    }
+    Ok(Histogram {
+        counts,
+        edges,
+        ..Histogram::default()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn simple_case_matches_numpy() {
+        // numpy.histogram([0, 1, 2, 3, 4], bins=4) -> [1, 1, 1, 2], [0, 1, 2, 3, 4]
+        let h = bin_f64(&[0.0, 1.0, 2.0, 3.0, 4.0], 4);
+        assert_eq!(h.counts, [1, 1, 1, 2]);
+        assert_eq!(h.edges, [0.0, 1.0, 2.0, 3.0, 4.0]);
+    }
+
+    #[test]
+    fn all_equal_values_widen_by_half() {
+        let h = bin_f64(&[3.0; 10], 2);
+        assert_eq!(h.edges, [2.5, 3.0, 3.5]);
+        assert_eq!(h.counts, [0, 10]);
+    }
+
+    #[test]
+    fn non_finite_values_are_counted_apart() {
+        let h = bin_f64(
+            &[
+                f64::NAN,
+                1.0,
+                f64::INFINITY,
+                2.0,
+                f64::NEG_INFINITY,
+                f64::NAN,
+            ],
+            1,
+        );
+        assert_eq!((h.nan, h.pos_inf, h.neg_inf), (2, 1, 1));
+        assert_eq!(h.counts, [2]);
+        let empty = bin_f64(&[f64::NAN], 8);
+        assert!(empty.counts.is_empty() && empty.edges.is_empty() && empty.nan == 1);
+    }
+
+    #[test]
+    fn every_element_lands_in_exactly_one_bin() {
+        let data: Vec<f64> = (0..10_000)
+            .map(|i| ((i * 7919) % 10_007) as f64 * 0.37 - 50.0)
+            .collect();
+        for n in [1, 3, 64, 512] {
+            let h = bin_f64(&data, n);
+            assert_eq!(h.counts.iter().sum::<u64>(), data.len() as u64);
+            for &x in &data {
+                assert!(x >= h.edges[0] && x <= h.edges[n]);
+            }
+        }
+    }
+
+    #[test]
+    fn bins_and_parts_are_validated() {
+        assert!(check_bins(0).is_err() && check_bins(513).is_err());
+        assert_eq!(check_bins(512).unwrap(), 512);
+        assert!(from_parts(vec![1, 2], vec![0.0, 1.0]).is_err());
+        assert!(from_parts(vec![1, 2], vec![0.0, 2.0, 1.0]).is_err());
+        assert!(from_parts(vec![1], vec![0.0, f64::INFINITY]).is_err());
+        assert!(from_parts(vec![1, 2], vec![0.0, 1.0, 2.0]).is_ok());
+    }
+}
