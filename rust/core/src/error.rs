@@ -30,7 +30,7 @@ pub enum Error {
         reason: String,
     },
     /// A value logged under `key` cannot be stored.
-    #[error("key {key:?}: {reason}")]
+    #[error("key '{key}': {reason}")]
     BadValue {
         /// The metric key.
         key: String,

@@ -9,7 +9,7 @@ use numpy::PyArrayMethods;
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyString};
+use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 use smallvec::SmallVec;
 use steplog_core::histogram::{bin_f64, DEFAULT_BINS};
 use steplog_core::Value;
@@ -90,7 +90,7 @@ fn with_key(e: PyErr, name: &KeyName<'_>) -> PyErr {
     let key = name.as_str().unwrap_or("?");
     Python::attach(|py| {
         let msg = e.value(py).to_string();
-        let new = PyErr::from_type(e.get_type(py), format!("steplog.log: key {key:?}: {msg}"));
+        let new = PyErr::from_type(e.get_type(py), format!("steplog.log: key '{key}': {msg}"));
         new.set_cause(py, Some(e));
         new
     })
@@ -139,21 +139,25 @@ fn unsupported(v: &Bound<'_, PyAny>) -> PyErr {
 
 fn array_value(v: &Bound<'_, PyAny>) -> PyResult<Value> {
     let py = v.py();
-    let is_arraylike = v.hasattr(pyo3::intern!(py, "__array__"))?
+    let is_arraylike = v.is_instance_of::<PyList>()
+        || v.is_instance_of::<PyTuple>()
+        || v.hasattr(pyo3::intern!(py, "__array__"))?
         || v.hasattr(pyo3::intern!(py, "__array_interface__"))?;
     if !is_arraylike || v.is_none() {
         return Err(unsupported(v));
     }
     let np = numpy(py)?;
-    let arr = np.call_method1(pyo3::intern!(py, "asarray"), (v,))?;
+    let arr = np
+        .call_method1(pyo3::intern!(py, "asarray"), (v,))
+        .map_err(|_| unsupported(v))?;
     let kind: String = arr
         .getattr(pyo3::intern!(py, "dtype"))?
         .getattr(pyo3::intern!(py, "kind"))?
         .extract()?;
-    if !matches!(kind.as_str(), "b" | "i" | "u" | "f") {
+    let size: usize = arr.getattr(pyo3::intern!(py, "size"))?.extract()?;
+    if !matches!(kind.as_str(), "b" | "i" | "u" | "f") || size == 0 {
         return Err(unsupported(v));
     }
-    let size: usize = arr.getattr(pyo3::intern!(py, "size"))?.extract()?;
     if size == 1 {
         let item = arr.call_method0(pyo3::intern!(py, "item"))?;
         return to_value(&item);

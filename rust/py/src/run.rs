@@ -158,12 +158,14 @@ impl PyRun {
             Logged::Accepted => Ok(()),
             Logged::Rejected { rejected, first } => {
                 if first {
-                    let keys: Vec<String> = dict.keys().iter().map(|k| k.to_string()).collect();
+                    let keys: Vec<String> = dict.keys().iter().map(|k| format!("'{k}'")).collect();
                     let msg = format!(
-                        "steplog.log: step {} is smaller than the current step {}; {:?} not \
-                         logged (later smaller steps are dropped silently and counted in \
-                         run.stats()['steps_rejected'])",
-                        rejected.step, rejected.current, keys
+                        "steplog.log: step {} is smaller than the current step {}; key(s) {} \
+                         not logged (later smaller steps are dropped without a warning and \
+                         counted in run.stats()['steps_rejected'])",
+                        rejected.step,
+                        rejected.current,
+                        keys.join(", ")
                     );
                     let cat = py.get_type::<SteplogWarning>();
                     let msg = std::ffi::CString::new(msg).unwrap_or_default();

@@ -1,0 +1,142 @@
+"""The API users call: init, log, finish, summary, errors, module-level functions."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+import steplog
+
+
+def test_init_creates_the_run_and_its_metadata(runs):
+    run = steplog.init(project="proj", name="first", dir=runs, config={"lr": 0.1, "layers": 4})
+    assert os.path.isdir(run.dir)
+    assert os.path.dirname(run.dir) == os.fspath(runs)
+    assert os.path.basename(run.dir) == run.id
+    with open(os.path.join(run.dir, "run.json")) as f:
+        meta = json.load(f)
+    assert meta["id"] == run.id and meta["name"] == "first" and meta["project"] == "proj"
+    assert meta["config"] == {"lr": 0.1, "layers": 4}
+    assert meta["status"] == "running"
+    assert meta["pid"] == os.getpid()
+    for field in ("created", "host", "argv", "python", "steplog"):
+        assert meta[field], field
+    run.finish()
+    with open(os.path.join(run.dir, "run.json")) as f:
+        meta = json.load(f)
+    assert meta["status"] == "finished" and meta["ended"] >= meta["created"]
+
+
+def test_defaults_name_the_run_by_its_id(runs):
+    run = steplog.init(dir=runs)
+    assert run.name == run.id and run.project == "default" and run.config == {}
+    run.finish()
+
+
+def test_config_accepts_an_argparse_namespace(runs):
+    import argparse
+
+    ns = argparse.Namespace(lr=0.5, name="x")
+    run = steplog.init(dir=runs, config=ns)
+    run.finish()
+    assert steplog.open(run.dir).config == {"lr": 0.5, "name": "x"}
+
+
+def test_context_manager_finishes_and_finish_is_idempotent(runs):
+    with steplog.init(dir=runs) as run:
+        run.log({"a": 1})
+    assert run.finished
+    first = run.finish()
+    assert run.finish() == first
+    assert first["rows_written"] == 1
+
+
+def test_exception_in_with_block_marks_the_run_failed_and_keeps_data(runs):
+    with pytest.raises(RuntimeError), steplog.init(dir=runs) as run:
+        run.log({"a": 1})
+        raise RuntimeError("boom")
+    r = steplog.open(run.dir)
+    assert r.meta["status"] == "failed"
+    assert r.history("a") == [(0, 1)]
+
+
+def test_logging_after_finish_raises(run):
+    run.finish()
+    with pytest.raises(steplog.ClosedError, match=r"steplog\.init"):
+        run.log({"a": 1})
+
+
+def test_module_level_log_and_finish_use_the_current_run(runs):
+    run = steplog.init(dir=runs)
+    assert steplog.current() is run
+    steplog.log({"loss": 1.0})
+    steplog.log({"loss": 0.5})
+    stats = steplog.finish()
+    assert stats["rows_written"] == 2
+    assert steplog.current() is None
+    assert steplog.open(run.dir).scalars("loss")[1].tolist() == [1.0, 0.5]
+    with pytest.raises(steplog.SteplogError, match="no active run"):
+        steplog.log({"loss": 1.0})
+    assert steplog.finish() is None
+
+
+def test_a_new_init_becomes_current(runs):
+    a = steplog.init(dir=runs)
+    b = steplog.init(dir=runs)
+    steplog.log({"x": 1})
+    a.finish()
+    assert steplog.current() is b
+    b.finish()
+    assert steplog.open(b.dir).keys() == ["x"]
+    assert steplog.open(a.dir).keys() == []
+
+
+def test_summary_is_the_last_value_unless_overridden(run):
+    run.log({"loss": 3.0, "acc": 0.1})
+    run.log({"loss": 2.0})
+    assert run.summary["loss"] == 2.0
+    run.summary["best_loss"] = 2.0
+    run.summary.update({"note": "ok", "loss": 99.0})
+    assert dict(run.summary) == {"loss": 99.0, "acc": 0.1, "best_loss": 2.0, "note": "ok"}
+    run.log({"loss": 1.0})  # a later log replaces an override, as in wandb
+    assert run.summary["loss"] == 1.0
+    assert "acc" in run.summary and len(run.summary) == 4
+    run.finish()
+    assert steplog.open(run.dir).summary == {
+        "loss": 1.0,
+        "acc": 0.1,
+        "best_loss": 2.0,
+        "note": "ok",
+    }
+
+
+def test_summary_rejects_bad_values_and_keys(run):
+    with pytest.raises(TypeError, match="best"):
+        run.summary["best"] = object()
+    with pytest.raises(TypeError, match="keys must be str"):
+        run.summary[1] = 2.0
+
+
+def test_stats_count_rows(run):
+    for i in range(10):
+        run.log({"x": i})
+    run.flush()
+    s = run.stats()
+    assert s["rows_written"] == 10 and s["rows_dropped"] == 0 and s["scalars_written"] == 10
+
+
+def test_a_million_scalars_read_back_complete(run):
+    log = run.log
+    for i in range(1_000_000):
+        log({"loss": i * 0.5})
+    stats = run.finish()
+    assert stats["rows_written"] == 1_000_000
+    steps, values = steplog.open(run.dir).scalars("loss")
+    assert steps.dtype == np.int64 and values.dtype == np.float64
+    np.testing.assert_array_equal(steps, np.arange(1_000_000))
+    np.testing.assert_array_equal(values, np.arange(1_000_000) * 0.5)
+
+
+def test_repr_is_informative(run):
+    assert run.id in repr(run) and "running" in repr(run)

@@ -1,0 +1,171 @@
+"""Every kind of value round-trips through the reader; bad input fails with a clear error."""
+
+import math
+
+import numpy as np
+import pytest
+
+import steplog
+
+
+def only(run, key):
+    run.finish()
+    return steplog.open(run.dir).history(key)
+
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        (1.5, 1.5),
+        (-0.0, -0.0),
+        (3, 3),
+        (-(2**63), -(2**63)),
+        (2**63 - 1, 2**63 - 1),
+        (True, True),
+        (False, False),
+        ("hello ✓", "hello ✓"),
+        (np.float64(0.25), 0.25),
+        (np.float32(0.1), float(np.float32(0.1))),
+        (np.float16(0.5), 0.5),
+        (np.int64(7), 7),
+        (np.uint8(200), 200),
+        (np.bool_(True), True),
+        (np.array([2.5]), 2.5),
+        (np.array([[4]]), 4),
+    ],
+)
+def test_scalar_and_text_values_round_trip_exactly(run, value, expected):
+    run.log({"v": value})
+    [(step, got)] = only(run, "v")
+    assert step == 0
+    assert got == expected and type(got) is type(expected)
+    if isinstance(expected, float):
+        assert math.copysign(1, got) == math.copysign(1, expected)
+
+
+def test_ints_beyond_int64_become_floats(run):
+    run.log({"v": 2**70})
+    assert only(run, "v") == [(0, float(2**70))]
+
+
+def test_nan_and_inf_are_kept_exactly_by_default(run):
+    run.log({"a": float("nan"), "b": float("inf"), "c": float("-inf")})
+    run.finish()
+    r = steplog.open(run.dir)
+    assert math.isnan(r.scalars("a")[1][0])
+    assert r.scalars("b")[1][0] == math.inf and r.scalars("c")[1][0] == -math.inf
+
+
+def test_nested_dicts_flatten_with_slashes(run):
+    run.log({"train": {"loss": 1.0, "opt": {"lr": 0.1}}, "val/loss": 2.0})
+    run.finish()
+    r = steplog.open(run.dir)
+    assert r.keys() == ["train/loss", "train/opt/lr", "val/loss"]
+    assert r.history("train/opt/lr") == [(0, 0.1)]
+
+
+@pytest.mark.parametrize("n", [2, 5, 32])
+def test_small_arrays_become_lists(run, n):
+    data = np.arange(n, dtype=np.float32) / 3
+    run.log({"v": data})
+    [(_, got)] = only(run, "v")
+    assert got == data.astype(np.float64).tolist()
+
+
+def test_python_lists_and_tuples_of_numbers_follow_the_tensor_rules(run):
+    run.log({"one": [3], "few": (1, 2.5), "many": list(range(100))})
+    run.finish()
+    r = steplog.open(run.dir)
+    assert r.history("one") == [(0, 3)]
+    assert r.history("few") == [(0, [1.0, 2.5])]
+    assert r.histograms("many")[0][1].sum() == 100
+
+
+def test_lists_keep_every_numeric_dtype(run):
+    run.log({"i": np.array([1, 2, 3], dtype=np.int16), "b": np.array([True, False])})
+    run.finish()
+    r = steplog.open(run.dir)
+    assert r.history("i") == [(0, [1.0, 2.0, 3.0])]
+    assert r.history("b") == [(0, [1.0, 0.0])]
+
+
+def test_large_arrays_become_64_bin_histograms_equal_to_numpy(run):
+    data = np.random.default_rng(1).standard_normal(1000)
+    run.log({"w": data})
+    run.finish()
+    [(step, counts, edges)] = steplog.open(run.dir).histograms("w")
+    want_counts, want_edges = np.histogram(data, bins=64)
+    assert step == 0
+    np.testing.assert_array_equal(counts, want_counts)
+    np.testing.assert_array_equal(edges, want_edges)
+
+
+def test_histogram_objects(run):
+    h = steplog.Histogram([1, 2, 2, 3, 3, 3], num_bins=3)
+    assert h.counts.tolist() == [1, 2, 3]
+    run.log({"h": h, "pre": steplog.Histogram(np_histogram=([1, 2], [0.0, 0.5, 1.0]))})
+    run.finish()
+    r = steplog.open(run.dir)
+    [(_, counts, edges)] = r.histograms("pre")
+    assert counts.tolist() == [1, 2] and edges.tolist() == [0.0, 0.5, 1.0]
+    assert r.histograms("h")[0][1].tolist() == [1, 2, 3]
+
+
+@pytest.mark.parametrize("bins", [0, 513, -1])
+def test_histogram_bins_are_checked(bins):
+    with pytest.raises(ValueError, match="num_bins"):
+        steplog.Histogram([1.0, 2.0], num_bins=bins)
+
+
+@pytest.mark.parametrize(
+    "pair, message",
+    [
+        (([1, 2], [0.0, 1.0]), "one longer"),
+        (([1, 2], [0.0, 2.0, 1.0]), "increasing"),
+        (([1], [0.0, float("inf")]), "finite"),
+        (([-1], [0.0, 1.0]), "non-negative"),
+        ("nope", "pair"),
+    ],
+)
+def test_np_histogram_is_checked(pair, message):
+    with pytest.raises(ValueError, match=message):
+        steplog.Histogram(np_histogram=pair)
+
+
+@pytest.mark.parametrize(
+    "value, type_name",
+    [(object(), "object"), (None, "NoneType"), (["a", "b"], "list"), ({1}, "set"), ([], "list")],
+)
+def test_unsupported_values_raise_type_error_naming_the_key(run, value, type_name):
+    with pytest.raises(TypeError, match=rf"key 'bad'.*{type_name}"):
+        run.log({"ok": 1.0, "bad": value})
+    run.log({"ok": 2.0})
+    assert only(run, "ok") == [(0, 2.0)], "a failed call logs nothing, not even its good keys"
+
+
+def test_unsupported_nested_values_name_the_full_key(run):
+    with pytest.raises(TypeError, match="key 'train/bad'"):
+        run.log({"train": {"bad": object()}})
+
+
+def test_non_string_keys_raise_type_error(run):
+    with pytest.raises(TypeError, match="keys must be str"):
+        run.log({1: 2.0})
+    with pytest.raises(TypeError, match="keys must be str"):
+        run.log({"a": {2: 2.0}})
+
+
+def test_data_must_be_a_dict(run):
+    with pytest.raises(TypeError, match="expected a dict"):
+        run.log([("a", 1)])
+
+
+@pytest.mark.parametrize("key", ["_step", "_timestamp", ""])
+def test_reserved_and_empty_keys_are_refused(run, key):
+    with pytest.raises(ValueError, match="reserved|empty"):
+        run.log({key: 1.0})
+
+
+def test_overlong_keys_are_refused(run):
+    with pytest.raises(ValueError, match="1024 bytes"):
+        run.log({"k" * 2000: 1.0})
