@@ -59,6 +59,8 @@ pub struct Problem {
     pub torn_tail: bool,
     /// What was wrong.
     pub reason: String,
+    /// Frame sequence numbers lost in this damage (first, last), when frames followed it.
+    pub lost_frames: Option<(u64, u64)>,
 }
 
 /// Everything decoded from one shard.
@@ -80,7 +82,7 @@ pub struct ShardData {
     pub close: Option<Vec<(String, Meta)>>,
     /// Damage found, in file order.
     pub problems: Vec<Problem>,
-    /// Frame sequence numbers that are missing: (first, last) inclusive.
+    /// Frame sequence numbers missing with no damage to explain them: (first, last).
     pub missing_frames: Vec<(u64, u64)>,
     /// Rows decoded.
     pub rows: u64,
@@ -96,6 +98,7 @@ pub fn read_shard(path: &Path) -> Result<ShardData> {
 pub fn decode_shard(bytes: &[u8]) -> ShardData {
     let mut d = Decoder::default();
     let mut next_seq = 0u64;
+    let mut after_damage = false;
     for ev in frame::Frames::new(bytes) {
         match ev {
             Event::Frame {
@@ -104,8 +107,13 @@ pub fn decode_shard(bytes: &[u8]) -> ShardData {
                 payload,
             } => {
                 if header.seq > next_seq {
-                    d.out.missing_frames.push((next_seq, header.seq - 1));
+                    let lost = (next_seq, header.seq - 1);
+                    match d.out.problems.last_mut() {
+                        Some(p) if after_damage => p.lost_frames = Some(lost),
+                        _ => d.out.missing_frames.push(lost),
+                    }
                 }
+                after_damage = false;
                 next_seq = next_seq.max(header.seq + 1);
                 let result = frame::decode_payload(&header, payload).and_then(|raw| {
                     let v = msgpack::decode(&raw)?;
@@ -117,6 +125,7 @@ pub fn decode_shard(bytes: &[u8]) -> ShardData {
                         len: frame::HEADER_LEN + payload.len(),
                         torn_tail: false,
                         reason,
+                        lost_frames: Some((header.seq, header.seq)),
                     });
                 }
             }
@@ -134,7 +143,9 @@ pub fn decode_shard(bytes: &[u8]) -> ShardData {
                     len,
                     torn_tail,
                     reason,
+                    lost_frames: None,
                 });
+                after_damage = true;
             }
         }
     }

@@ -69,6 +69,7 @@ pub fn read_shard<'py>(py: Python<'py>, path: std::path::PathBuf) -> PyResult<Bo
         d.set_item("length", p.len)?;
         d.set_item("torn_tail", p.torn_tail)?;
         d.set_item("reason", &p.reason)?;
+        d.set_item("lost_frames", p.lost_frames)?;
         problems.append(d)?;
     }
     out.set_item("problems", problems)?;

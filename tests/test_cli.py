@@ -1,0 +1,51 @@
+"""The `steplog` command."""
+
+import subprocess
+import sys
+
+import steplog
+
+
+def cli(*args, cwd=None):
+    return subprocess.run(
+        [sys.executable, "-m", "steplog", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=cwd,
+    )
+
+
+def test_demo_logs_reads_back_and_reports(tmp_path):
+    r = cli("demo", "--steps", "20000", "--dir", str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    out = r.stdout
+    for needle in ("ns per call", "bytes per scalar", "bit-identical", "train/loss", "dropped     0"):
+        assert needle in out, out
+    [run_dir] = list(tmp_path.iterdir())
+    reader = steplog.open(run_dir)
+    assert reader.scalars("train/loss")[0].size == 20000
+    assert len(reader.histograms("weights")) == 10
+
+
+def test_show_prints_metadata_keys_and_summary(run):
+    run.log({"loss": 0.25, "note": "hello"})
+    run.finish()
+    r = cli("show", run.dir)
+    assert r.returncode == 0, r.stderr
+    assert run.id in r.stdout and "loss" in r.stdout and "0.25" in r.stdout
+    assert "closed" in r.stdout
+
+
+def test_show_on_a_missing_dir_fails_cleanly(tmp_path):
+    r = cli("show", str(tmp_path / "nope"))
+    assert r.returncode == 2 and "not a run directory" in r.stderr
+
+
+def test_the_console_script_is_installed():
+    import shutil
+
+    exe = shutil.which("steplog")
+    assert exe, "pip install should put the steplog command on PATH"
+    r = subprocess.run([exe, "--help"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and "demo" in r.stdout
