@@ -47,8 +47,16 @@ def test_floor_ten_scalars_c_call(benchmark):
         _loop(
             lambda: f(
                 {
-                    k[0]: x, k[1]: x, k[2]: x, k[3]: x, k[4]: x,
-                    k[5]: x, k[6]: x, k[7]: x, k[8]: x, k[9]: x,
+                    k[0]: x,
+                    k[1]: x,
+                    k[2]: x,
+                    k[3]: x,
+                    k[4]: x,
+                    k[5]: x,
+                    k[6]: x,
+                    k[7]: x,
+                    k[8]: x,
+                    k[9]: x,
                 }
             )
         )
@@ -63,8 +71,16 @@ def test_log_ten_scalars(benchmark, run):
         _loop(
             lambda: log(
                 {
-                    k[0]: x, k[1]: x, k[2]: x, k[3]: x, k[4]: x,
-                    k[5]: x, k[6]: x, k[7]: x, k[8]: x, k[9]: x,
+                    k[0]: x,
+                    k[1]: x,
+                    k[2]: x,
+                    k[3]: x,
+                    k[4]: x,
+                    k[5]: x,
+                    k[6]: x,
+                    k[7]: x,
+                    k[8]: x,
+                    k[9]: x,
                 }
             )
         )

@@ -24,7 +24,9 @@ def run(runs):
     r.finish()
 
 
-def run_python(code: str, timeout: float = 60, env: dict | None = None) -> subprocess.CompletedProcess:
+def run_python(
+    code: str, timeout: float = 60, env: dict | None = None
+) -> subprocess.CompletedProcess:
     """Runs `code` in a fresh interpreter and returns the completed process."""
     full_env = dict(os.environ, PYTHONWARNINGS="error::steplog.SteplogWarning")
     full_env.update(env or {})

@@ -20,7 +20,13 @@ def test_demo_logs_reads_back_and_reports(tmp_path):
     r = cli("demo", "--steps", "20000", "--dir", str(tmp_path))
     assert r.returncode == 0, r.stderr
     out = r.stdout
-    for needle in ("ns per call", "bytes per scalar", "bit-identical", "train/loss", "dropped     0"):
+    for needle in (
+        "ns per call",
+        "bytes per scalar",
+        "bit-identical",
+        "train/loss",
+        "dropped     0",
+    ):
         assert needle in out, out
     [run_dir] = list(tmp_path.iterdir())
     reader = steplog.open(run_dir)

@@ -52,7 +52,7 @@ def test_sigkill_after_flush_keeps_data_metadata_and_summary(tmp_path):
     reader = steplog.open(run_dir_of(r))
     assert reader.meta["status"] == "running", "the run never finished"
     assert reader.config == {"lr": 0.5} and reader.meta["project"] == "crash"
-    steps, values = reader.scalars("loss")
+    steps, _ = reader.scalars("loss")
     np.testing.assert_array_equal(steps, np.arange(5000))
     assert reader.summary == {"loss": 1.0 / 5000, "step_count": 4999, "best": 0.1}
     assert not any(s["closed"] for s in reader.shards)

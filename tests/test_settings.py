@@ -19,7 +19,7 @@ def test_bad_setting_value_is_named(runs):
 
 def test_bad_environment_value_names_the_variable(runs, monkeypatch):
     monkeypatch.setenv("STEPLOG_FLUSH_INTERVAL_S", "ten")
-    with pytest.raises(ValueError, match="STEPLOG_FLUSH_INTERVAL_S=\"ten\": expected seconds"):
+    with pytest.raises(ValueError, match='STEPLOG_FLUSH_INTERVAL_S="ten": expected seconds'):
         steplog.init(dir=runs)
 
 

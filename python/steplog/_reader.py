@@ -107,7 +107,7 @@ class RunReader:
         items: list[tuple[int, Any]] = []
         for steps, values in self._series.get(key, []):
             items.extend(zip(steps.tolist(), values.tolist()))
-        for step, kind, value in self._others.get(key, []):
+        for step, _kind, value in self._others.get(key, []):
             items.append((step, value))
         items.sort(key=lambda sv: sv[0])
         return items
@@ -201,6 +201,6 @@ class RunReader:
         return f"<steplog.RunReader {self.path!r} keys={len(self._keys)} rows={self.rows}>"
 
 
-def open(path: str | os.PathLike[str], strict: bool = False) -> RunReader:  # noqa: A001
+def open(path: str | os.PathLike[str], strict: bool = False) -> RunReader:
     """Opens a run directory for reading (see `RunReader`)."""
     return RunReader(path, strict=strict)

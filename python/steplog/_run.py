@@ -242,7 +242,7 @@ def _finish_all_at_exit() -> None:
     for run in runs:
         try:
             run.finish()
-        except Exception as e:  # noqa: BLE001 - exit must go on
+        except Exception as e:
             print(f"steplog: could not finish run {run.id} at exit: {e}")
 
 

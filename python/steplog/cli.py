@@ -56,9 +56,13 @@ def demo(args: argparse.Namespace) -> int:
         )
     elapsed = time.perf_counter() - start
     for e in range(10):
-        log({"val/loss": float(loss[min((e + 1) * per_epoch, steps) - 1]) * 1.1,
-             "weights": rng.standard_normal(10_000).astype(np.float32)},
-            step=steps + e)
+        log(
+            {
+                "val/loss": float(loss[min((e + 1) * per_epoch, steps) - 1]) * 1.1,
+                "weights": rng.standard_normal(10_000).astype(np.float32),
+            },
+            step=steps + e,
+        )
     t0 = time.perf_counter()
     stats = run.finish()
     finish_s = time.perf_counter() - t0
@@ -74,13 +78,19 @@ def demo(args: argparse.Namespace) -> int:
     size = _dir_bytes(run.dir)
     print(f"steplog demo: run {run.id} in {run.dir}")
     print(f"  logged      {steps:,} steps x 5 scalars (+10 eval steps with a histogram)")
-    print(f"  log() call  {elapsed / steps * 1e9:,.0f} ns per call "
-          f"({elapsed / (steps * 5) * 1e9:,.0f} ns per scalar)")
+    print(
+        f"  log() call  {elapsed / steps * 1e9:,.0f} ns per call "
+        f"({elapsed / (steps * 5) * 1e9:,.0f} ns per scalar)"
+    )
     print(f"  finish()    {finish_s * 1e3:,.1f} ms")
-    print(f"  on disk     {size:,} bytes = {size / scalars:.2f} bytes per scalar "
-          f"(including timestamps)")
-    print(f"  read back   {len(s):,} steps of train/loss in {read_s * 1e3:,.1f} ms "
-          f"(whole run decoded), bit-identical")
+    print(
+        f"  on disk     {size:,} bytes = {size / scalars:.2f} bytes per scalar "
+        f"(including timestamps)"
+    )
+    print(
+        f"  read back   {len(s):,} steps of train/loss in {read_s * 1e3:,.1f} ms "
+        f"(whole run decoded), bit-identical"
+    )
     print(f"  keys        {', '.join(reader.keys())}")
     print("  summary     " + ", ".join(f"{k}={_fmt(v)}" for k, v in reader.summary.items()))
     print(f"  dropped     {stats['rows_dropped']} rows")
@@ -95,16 +105,20 @@ def show(args: argparse.Namespace) -> int:
     m = r.meta
     print(f"run {m.get('id', '?')}  name={m.get('name')}  project={m.get('project')}")
     print(f"  status   {m.get('status', 'unknown')}  created {m.get('created_iso', '?')}")
-    print(f"  host     {m.get('host')}  pid {m.get('pid')}  python {m.get('python')}"
-          f"  steplog {m.get('steplog')}")
+    print(
+        f"  host     {m.get('host')}  pid {m.get('pid')}  python {m.get('python')}"
+        f"  steplog {m.get('steplog')}"
+    )
     print(f"  argv     {' '.join(m.get('argv', []))}")
     if r.config:
         print("  config   " + ", ".join(f"{k}={_fmt(v)}" for k, v in r.config.items()))
     print(f"  shards   {len(r.shards)}  rows {r.rows:,}  dropped {r.dropped}")
     for sh in r.shards:
         state = "closed" if sh["closed"] else "not closed (crashed or still running)"
-        print(f"    {sh['file']}: pid {sh.get('pid')} host {sh.get('host')} "
-              f"rank {sh.get('rank')} rows {sh['rows']:,} {state}")
+        print(
+            f"    {sh['file']}: pid {sh.get('pid')} host {sh.get('host')} "
+            f"rank {sh.get('rank')} rows {sh['rows']:,} {state}"
+        )
     print("  keys")
     for k in r.keys():
         try:

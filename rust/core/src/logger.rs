@@ -22,7 +22,7 @@ use crate::shard::ShardInfo;
 use crate::sink::Sink;
 use crate::stats::{Stats, StatsSnapshot};
 use crate::value::{Item, KeyId, Value};
-use crate::writer::{SharedSummary, Writer};
+use crate::writer::{Shared, SharedSummary, Writer};
 
 /// What happened to one `log()` call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,10 +71,12 @@ impl Logger {
             info,
             config,
             parker,
-            ring.clone(),
-            registry.clone(),
-            stats.clone(),
-            summary.clone(),
+            Shared {
+                ring: ring.clone(),
+                registry: registry.clone(),
+                stats: stats.clone(),
+                summary: summary.clone(),
+            },
         )?;
         Ok(Logger {
             acc: Mutex::new(Accumulator::new(Interner::new(registry.clone()))),

@@ -40,6 +40,19 @@ pub struct Control {
 /// The latest summary values, published by the writer after each write.
 pub type SharedSummary = Arc<Mutex<Vec<(KeyId, Value)>>>;
 
+/// What the writer shares with the callers' side.
+#[derive(Debug, Clone)]
+pub struct Shared {
+    /// The ring it drains.
+    pub ring: Arc<Ring>,
+    /// Key names.
+    pub registry: Arc<KeyRegistry>,
+    /// Counters.
+    pub stats: Arc<Stats>,
+    /// Where it publishes the summary.
+    pub summary: SharedSummary,
+}
+
 /// A running writer thread.
 #[derive(Debug)]
 pub struct Writer {
@@ -78,11 +91,14 @@ impl Writer {
         info: &ShardInfo,
         config: WriterConfig,
         parker: Parker,
-        ring: Arc<Ring>,
-        registry: Arc<KeyRegistry>,
-        stats: Arc<Stats>,
-        shared_summary: SharedSummary,
+        shared: Shared,
     ) -> Result<Self> {
+        let Shared {
+            ring,
+            registry,
+            stats,
+            summary: shared_summary,
+        } = shared;
         let control = Arc::new(Control::default());
         let compressor = zstd::bulk::Compressor::new(config.zstd_level).ok();
         let mut state = State {

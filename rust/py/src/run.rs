@@ -64,10 +64,10 @@ fn shard_info(d: &Bound<'_, PyDict>) -> PyResult<ShardInfo> {
             .unwrap_or_default())
     };
     let i = |k: &str| -> PyResult<Option<i64>> {
-        Ok(d.get_item(k)?
+        d.get_item(k)?
             .filter(|v| !v.is_none())
             .map(|v| v.extract())
-            .transpose()?)
+            .transpose()
     };
     Ok(ShardInfo {
         run_id: s("run_id")?,
