@@ -1,0 +1,900 @@
+"""An independent decoder of the steplog on-disk format (docs/FORMAT.md), and tests that hold
+it against what steplog writes and what `steplog.open` reads back.
+
+The decoder below uses only msgpack, zstandard, numpy and the standard library. It does not
+import steplog's reader or `steplog._core`; steplog is used only to write runs and, as the
+thing under comparison, `steplog.open`.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import re
+import struct
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Union
+
+import msgpack
+import numpy as np
+import pytest
+import zstandard
+
+import steplog
+
+# ----------------------------------------------------------------------------------------------
+# The independent decoder
+# ----------------------------------------------------------------------------------------------
+
+MAGIC = b"SLG1"
+HEADER_LEN = 32
+HEADER = struct.Struct("<4sBBHQIIII")  # magic kind codec flags seq payload_len raw_len pcrc hcrc
+MAX_PAYLOAD = 64 << 20
+MAX_RAW = 256 << 20
+MAX_DEPTH = 32
+
+KIND_HEADER, KIND_BATCH, KIND_SUMMARY, KIND_GAP, KIND_CLOSE = 1, 2, 3, 4, 5
+KNOWN_KINDS = {KIND_HEADER, KIND_BATCH, KIND_SUMMARY, KIND_GAP, KIND_CLOSE}
+CODEC_NONE, CODEC_ZSTD = 0, 1
+DTYPES = {"f64": np.dtype("<f8"), "i64": np.dtype("<i8"), "bool": np.dtype("u1")}
+TIMESTAMP_KEY = "_timestamp"
+RUN_FILE = "run.json"
+SHARD_SUFFIX = ".steplog"
+
+
+def _crc32c_table() -> list[int]:
+    table = []
+    for i in range(256):
+        c = i
+        for _ in range(8):
+            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1  # Castagnoli, reflected
+        table.append(c)
+    return table
+
+
+_CRC_TABLE = _crc32c_table()
+
+
+def crc32c(data: bytes) -> int:
+    """CRC-32C (Castagnoli): reflected, init 0xFFFFFFFF, final xor 0xFFFFFFFF."""
+    crc = 0xFFFFFFFF
+    table = _CRC_TABLE
+    for b in data:
+        crc = table[(crc ^ b) & 0xFF] ^ (crc >> 8)
+    return crc ^ 0xFFFFFFFF
+
+
+class Damage(Exception):
+    """Bytes at an offset are not a usable frame."""
+
+    def __init__(self, reason: str, torn: bool = False) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.torn = torn
+
+
+class FrameError(Exception):
+    """A frame with good checksums whose payload cannot be decoded."""
+
+
+@dataclass(frozen=True)
+class FrameHeader:
+    kind: int
+    codec: int
+    flags: int
+    seq: int
+    payload_len: int
+    raw_len: int
+    payload_crc: int
+    header_crc: int
+
+
+@dataclass(frozen=True)
+class Frame:
+    offset: int
+    header: FrameHeader
+    payload: bytes
+
+
+@dataclass(frozen=True)
+class Damaged:
+    offset: int
+    length: int
+    torn_tail: bool
+    reason: str
+
+
+def parse_header(buf: bytes, at: int) -> FrameHeader:
+    if len(buf) - at < HEADER_LEN:
+        if MAGIC.startswith(buf[at : at + 4]):
+            raise Damage("file ends inside a frame header", torn=True)
+        raise Damage("bytes that are not a frame")
+    magic, kind, codec, flags, seq, plen, rlen, pcrc, hcrc = HEADER.unpack_from(buf, at)
+    if magic != MAGIC:
+        raise Damage("bytes that are not a frame")
+    if crc32c(buf[at : at + 28]) != hcrc:
+        raise Damage("header checksum mismatch")
+    if plen > MAX_PAYLOAD or rlen > MAX_RAW:
+        raise Damage("declared length over the limit")
+    return FrameHeader(kind, codec, flags, seq, plen, rlen, pcrc, hcrc)
+
+
+def check_frame(buf: bytes, at: int) -> tuple[FrameHeader, bytes]:
+    h = parse_header(buf, at)
+    end = at + HEADER_LEN + h.payload_len
+    if end > len(buf):
+        raise Damage("file ends inside a frame payload", torn=True)
+    payload = buf[at + HEADER_LEN : end]
+    if crc32c(payload) != h.payload_crc:
+        raise Damage("payload checksum mismatch")
+    return h, payload
+
+
+def resync(buf: bytes, start: int) -> int:
+    """The next offset >= start holding a whole good frame, else len(buf)."""
+    at = start
+    while True:
+        at = buf.find(MAGIC, at)
+        if at < 0:
+            return len(buf)
+        try:
+            check_frame(buf, at)
+            return at
+        except Damage:
+            at += 1
+
+
+def walk(buf: bytes):
+    """Yields Frame and Damaged items covering `buf` from start to end."""
+    pos = 0
+    while pos < len(buf):
+        try:
+            h, payload = check_frame(buf, pos)
+        except Damage as d:
+            nxt = resync(buf, pos + 1)
+            yield Damaged(pos, nxt - pos, d.torn and nxt == len(buf), d.reason)
+            pos = nxt
+            continue
+        yield Frame(pos, h, payload)
+        pos += HEADER_LEN + len(payload)
+
+
+def decode_payload(h: FrameHeader, payload: bytes) -> bytes:
+    """The raw payload; never produces (or allocates) more than the declared raw_len."""
+    if h.codec == CODEC_NONE:
+        if len(payload) != h.raw_len:
+            raise FrameError("stored payload length differs from raw_len")
+        return payload
+    if h.codec == CODEC_ZSTD:
+        try:
+            declared = zstandard.get_frame_parameters(payload).content_size
+        except zstandard.ZstdError as e:
+            raise FrameError(f"zstd: {e}") from e
+        # python-zstandard trusts a declared content size over max_output_size: check it first.
+        if declared not in (h.raw_len, zstandard.CONTENTSIZE_UNKNOWN):
+            raise FrameError(f"zstd frame declares {declared} bytes, header says {h.raw_len}")
+        try:
+            raw = zstandard.ZstdDecompressor().decompress(
+                payload, max_output_size=h.raw_len, allow_extra_data=False
+            )
+        except zstandard.ZstdError as e:
+            raise FrameError(f"zstd: {e}") from e
+        if len(raw) != h.raw_len:
+            raise FrameError("decompressed length differs from raw_len")
+        return raw
+    raise FrameError(f"unknown codec {h.codec}")
+
+
+_PLAIN = (type(None), bool, int, float, str, bytes)
+
+
+def _no_ext(code: int, data: bytes) -> Any:
+    raise FrameError(f"msgpack extension type {code} is not part of the format")
+
+
+def unpack(raw: bytes) -> Any:
+    """Exactly one msgpack value filling `raw`, nested at most MAX_DEPTH deep."""
+    try:
+        obj = msgpack.unpackb(raw, raw=False, strict_map_key=False, ext_hook=_no_ext)
+    except FrameError:
+        raise
+    except Exception as e:
+        raise FrameError(f"msgpack: {type(e).__name__}: {e}") from e
+    stack = [(obj, 0)]
+    while stack:
+        v, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise FrameError("msgpack nested too deep")
+        if isinstance(v, list):
+            stack.extend((x, depth + 1) for x in v)
+        elif isinstance(v, dict):
+            for k, x in v.items():
+                stack.append((k, depth + 1))
+                stack.append((x, depth + 1))
+        elif not isinstance(v, _PLAIN):
+            raise FrameError(f"unexpected msgpack value {type(v).__name__}")
+    return obj
+
+
+@dataclass
+class Hist:
+    counts: np.ndarray  # uint64
+    edges: np.ndarray  # float64
+    nan: int
+    pos_inf: int
+    neg_inf: int
+
+
+Other = Union[str, np.ndarray, Hist, float, int, bool]
+
+
+def _le(b: Any, dtype: np.dtype, what: str) -> np.ndarray:
+    if not isinstance(b, bytes) or len(b) % dtype.itemsize:
+        raise FrameError(f"bad {what}")
+    return np.frombuffer(b, dtype=dtype)
+
+
+def decode_value(kind: Any, payload: Any) -> Other:
+    if kind == "text" and isinstance(payload, str):
+        return payload
+    if kind == "list":
+        return _le(payload, DTYPES["f64"], "list")
+    if kind == "hist" and isinstance(payload, dict):
+        counts = _le(payload.get("counts"), np.dtype("<u8"), "histogram counts")
+        edges = _le(payload.get("edges"), DTYPES["f64"], "histogram edges")
+        n = [payload.get(k, 0) for k in ("nan", "pos_inf", "neg_inf")]
+        if not all(isinstance(x, int) and not isinstance(x, bool) for x in n):
+            raise FrameError("bad histogram counters")
+        return Hist(counts, edges, *n)
+    if kind == "f64" and isinstance(payload, float):
+        return payload
+    if kind == "i64" and isinstance(payload, int) and not isinstance(payload, bool):
+        return payload
+    if kind == "bool" and isinstance(payload, bool):
+        return payload
+    raise FrameError(f"bad or unknown value kind {kind!r}")
+
+
+@dataclass
+class Shard:
+    info: dict[str, Any] = field(default_factory=dict)
+    keys: list[str] = field(default_factory=list)
+    names: dict[int, str] = field(default_factory=dict)
+    key_tables: list[list[tuple[int, str]]] = field(default_factory=list)
+    columns: dict[tuple[str, str], list[tuple[np.ndarray, np.ndarray]]] = field(
+        default_factory=dict
+    )
+    others: list[tuple[int, str, str, Other]] = field(default_factory=list)
+    summaries: list[dict[str, Any]] = field(default_factory=list)
+    gaps: list[tuple[int, str]] = field(default_factory=list)
+    close: dict[str, Any] | None = None
+    frames: list[Frame] = field(default_factory=list)
+    damage: list[Damaged] = field(default_factory=list)
+    bad_frames: list[tuple[int, str]] = field(default_factory=list)
+    missing: list[tuple[int, int]] = field(default_factory=list)
+    rows: int = 0
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        return self.summaries[-1] if self.summaries else {}
+
+    def series(self, key: str, dtype: str) -> tuple[np.ndarray, np.ndarray]:
+        parts = self.columns.get((key, dtype), [])
+        if not parts:
+            return np.zeros(0, np.int64), np.zeros(0, DTYPES[dtype])
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
+def _batch(s: Shard, m: Any) -> None:
+    if not isinstance(m, dict):
+        raise FrameError("batch is not a map")
+    keys, cols, vals = m.get("keys"), m.get("cols"), m.get("vals")
+    if not (isinstance(keys, list) and isinstance(cols, list) and isinstance(vals, list)):
+        raise FrameError("batch lacks keys, cols or vals")
+    table = []
+    for entry in keys:
+        if not (isinstance(entry, list) and len(entry) >= 2):
+            raise FrameError("bad key entry")
+        kid, name = entry[0], entry[1]
+        if not (isinstance(kid, int) and kid >= 0 and isinstance(name, str)):
+            raise FrameError("bad key entry")
+        if kid not in s.names and name != TIMESTAMP_KEY:
+            s.keys.append(name)
+        s.names[kid] = name
+        table.append((kid, name))
+    s.key_tables.append(table)
+    undefined = []
+    batch_rows = 0
+    for col in cols:
+        if not (isinstance(col, list) and len(col) >= 4 and col[1] in DTYPES):
+            raise FrameError("bad column")
+        kid, dtype = col[0], col[1]
+        steps = _le(col[2], np.dtype("<i8"), "column steps")
+        values = _le(col[3], DTYPES[dtype], "column values")
+        if len(steps) != len(values):
+            raise FrameError("column lengths disagree")
+        if kid not in s.names:
+            undefined.append(kid)
+            continue
+        if kid == 0:
+            batch_rows += len(steps)
+        if dtype == "bool":
+            values = values != 0
+        s.columns.setdefault((s.names[kid], dtype), []).append((steps, values))
+    for entry in vals:
+        if not (isinstance(entry, list) and len(entry) >= 4):
+            raise FrameError("bad value entry")
+        step, kid, kind, payload = entry[:4]
+        if not (isinstance(step, int) and isinstance(kid, int)):
+            raise FrameError("bad value entry")
+        value = decode_value(kind, payload)
+        if kid not in s.names:
+            undefined.append(kid)
+            continue
+        s.others.append((step, s.names[kid], kind, value))
+    s.rows += batch_rows
+    if m.get("rows") != batch_rows and not undefined:
+        raise FrameError(f"rows={m.get('rows')} but {batch_rows} timestamps")
+    if undefined:
+        raise FrameError(f"key ids {sorted(set(undefined))} are not defined")
+
+
+def decode_shard(buf: bytes) -> Shard:
+    s = Shard()
+    next_seq = 0
+    for item in walk(buf):
+        if isinstance(item, Damaged):
+            s.damage.append(item)
+            continue
+        h = item.header
+        if h.seq > next_seq:
+            s.missing.append((next_seq, h.seq - 1))
+        next_seq = max(next_seq, h.seq + 1)
+        s.frames.append(item)
+        if h.kind not in KNOWN_KINDS:
+            continue  # a newer writer's frame: skipped on purpose, its payload left undecoded
+        try:
+            m = unpack(decode_payload(h, item.payload))
+            if h.kind == KIND_HEADER:
+                s.info = dict(m)
+            elif h.kind == KIND_BATCH:
+                _batch(s, m)
+            elif h.kind == KIND_SUMMARY:
+                if not isinstance(m, dict):
+                    raise FrameError("summary is not a map")
+                s.summaries.append(m)
+            elif h.kind == KIND_GAP:
+                s.gaps.append((m.get("rows", 0), m.get("reason", "unknown")))
+            elif h.kind == KIND_CLOSE:
+                s.close = dict(m)
+        except (FrameError, AttributeError, TypeError) as e:
+            s.bad_frames.append((item.offset, str(e)))
+    return s
+
+
+def decode_run(run_dir: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, Shard]]:
+    """run.json and every shard of a run directory, by shard file name."""
+    run_dir = os.fspath(run_dir)
+    meta = {}
+    if os.path.exists(os.path.join(run_dir, RUN_FILE)):
+        with open(os.path.join(run_dir, RUN_FILE), encoding="utf-8") as f:
+            meta = json.load(f)
+    shards = {}
+    for path in sorted(glob.glob(os.path.join(glob.escape(run_dir), "*" + SHARD_SUFFIX))):
+        with open(path, "rb") as f:
+            shards[os.path.basename(path)] = decode_shard(f.read())
+    return meta, shards
+
+
+def encode_frame(kind: int, seq: int, raw: bytes, codec: int = CODEC_NONE, **over: int) -> bytes:
+    """Builds a frame (used to craft files a writer would not produce)."""
+    payload = zstandard.ZstdCompressor().compress(raw) if codec == CODEC_ZSTD else raw
+    f = {"payload_len": len(payload), "raw_len": len(raw), "payload_crc": crc32c(payload)}
+    f.update(over)
+    head = HEADER.pack(
+        MAGIC, kind, codec, 0, seq, f["payload_len"], f["raw_len"], f["payload_crc"], 0
+    )[:28]
+    return head + struct.pack("<I", crc32c(head)) + payload
+
+
+# ----------------------------------------------------------------------------------------------
+# Helpers for the tests
+# ----------------------------------------------------------------------------------------------
+
+
+def bits(a: Any) -> np.ndarray:
+    return np.ascontiguousarray(np.asarray(a, dtype=np.float64)).view(np.int64)
+
+
+def only_shard(run_dir: str) -> tuple[dict[str, Any], str, Shard]:
+    meta, shards = decode_run(run_dir)
+    assert len(shards) == 1
+    (name, shard), *_ = shards.items()
+    return meta, name, shard
+
+
+def expect_value(v: Any) -> tuple[str, Any]:
+    """What steplog should store for a logged value: (kind, value)."""
+    if isinstance(v, float):
+        return "f64", float(v)
+    if isinstance(v, bool):
+        return "bool", v
+    if isinstance(v, int):
+        return ("i64", v) if -(2**63) <= v < 2**63 else ("f64", float(v))
+    if isinstance(v, str):
+        return "text", v
+    if isinstance(v, steplog.Histogram):
+        pos, neg = v.inf_count
+        return "hist", Hist(v.counts.astype(np.uint64), v.edges, v.nan_count, pos, neg)
+    arr = np.asarray(v)
+    if arr.size == 1:
+        return expect_value(arr.item())
+    flat = arr.ravel().astype(np.float64)
+    if arr.size <= 32:
+        return "list", flat
+    assert np.isfinite(flat).all()
+    counts, edges = np.histogram(flat, bins=64)
+    return "hist", Hist(counts.astype(np.uint64), edges, 0, 0, 0)
+
+
+def flatten(d: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    out = []
+    for k, v in d.items():
+        name = f"{prefix}/{k}" if prefix else k
+        out.extend(flatten(v, name) if isinstance(v, dict) else [(name, v)])
+    return out
+
+
+class Model:
+    """The step rules (README), kept next to a real run: what should be in the file."""
+
+    def __init__(self, run: steplog.Run) -> None:
+        self.run = run
+        self.step = 0
+        self.open: dict[str, tuple[str, Any]] | None = None
+        self.rows: list[tuple[int, dict[str, tuple[str, Any]]]] = []
+        self.keys: list[str] = []  # every key interned, in order
+        self.logged: list[str] = []  # keys that were logged (not only set in the summary)
+        self.summary: dict[str, tuple[str, Any]] = {}
+
+    def log(self, data: dict[str, Any], step: int | None = None, commit: bool | None = None):
+        self.run.log(data, step=step, commit=commit)
+        cells = [(k, expect_value(v)) for k, v in flatten(data)]
+        self.keys.extend(k for k, _ in cells if k not in self.keys)
+        self.logged.extend(k for k, _ in cells if k not in self.logged)
+        if step is not None and step > self.step:
+            if self.open is not None:
+                self._commit()
+            self.step = step
+        if self.open is None:
+            self.open = {}
+        self.open.update(cells)
+        if commit if commit is not None else step is None:
+            self._commit()
+
+    def set_summary(self, key: str, value: Any) -> None:
+        self.run.summary[key] = value
+        if key not in self.keys:
+            self.keys.append(key)
+        self.summary[key] = expect_value(value)
+
+    def _commit(self) -> None:
+        assert self.open is not None
+        self.rows.append((self.step, self.open))
+        for k, (kind, v) in self.open.items():
+            if kind not in ("list", "hist"):
+                self.summary[k] = (kind, v)
+        self.step += 1
+        self.open = None
+
+    def finish(self) -> None:
+        self.run.finish()
+        if self.open is not None:
+            self._commit()
+
+
+def same_other(kind: str, got: Any, want: Any) -> bool:
+    if kind == "list":
+        return np.array_equal(bits(got), bits(want))
+    if kind == "hist":
+        return (
+            np.array_equal(got.counts, want.counts)
+            and np.array_equal(bits(got.edges), bits(want.edges))
+            and (got.nan, got.pos_inf, got.neg_inf) == (want.nan, want.pos_inf, want.neg_inf)
+        )
+    if kind == "f64":
+        return bits(got) == bits(want)
+    return type(got) is type(want) and got == want
+
+
+def write_mixed_run(tmp_path: Path) -> tuple[Model, str, float, float]:
+    """A run with every kind of value, step rule and several batches."""
+    rng = np.random.default_rng(1234)
+    t0 = time.time()
+    run = steplog.init(dir=tmp_path, project="format", config={"lr": 0.1}, batch_max_rows=7)
+    m = Model(run)
+    extremes = [0.0, -0.0, 5e-324, -2.2250738585072014e-308, 1.7976931348623157e308]
+    extremes += [float("inf"), float("-inf"), float("nan"), 1 / 3, -1e-300]
+    for i in range(25):
+        x = extremes[i] if i < len(extremes) else float(rng.standard_normal() * 1e3)
+        m.log(
+            {
+                "loss": x,
+                "epoch": int(rng.integers(-(2**62), 2**62)),
+                "flag": bool(i % 3 == 0),
+                "model": {"lr": 0.1 / (i + 1), "layer": {"w_norm": float(rng.random())}},
+            }
+        )
+    m.log({"note": "héllo ✓ \x00 tab\t", "empty": ""})
+    m.log({"a": 1.0}, commit=False)
+    m.log({"b": 2, "epoch": -1}, commit=False)
+    m.log({"a": 3.0, "c": "merged"})
+    m.log({"loss": 0.125}, step=100)
+    m.log({"acc": 0.9, "loss": 0.25}, step=100)
+    m.set_summary("best", 0.5)
+    m.set_summary("loss", -1.0)  # replaced by the next logged loss
+    m.log({"loss": 0.0625}, step=105)
+    m.log({"vec": np.arange(2.0)})
+    for n in (2, 3, 17, 32):
+        m.log({"vec": rng.standard_normal(n), "ints": np.arange(n, dtype=np.int32)})
+    m.log({"vec": rng.standard_normal((4, 8)).astype(np.float32)})
+    m.log({"vec": [1, 2.5, 3], "pair": (True, False)})  # lists and tuples are tensors too
+    m.log({"dist": rng.standard_normal(33)})
+    m.log({"dist": rng.standard_normal(1000) * 7 + 3})
+    data = rng.standard_normal(500)
+    m.log({"h": steplog.Histogram(data, num_bins=10)})
+    m.log({"h": steplog.Histogram([1.0, 2.0, np.nan, np.inf, -np.inf, 2.0], num_bins=3)})
+    m.log({"h": steplog.Histogram(np_histogram=(np.array([3, 0, 5]), [0.0, 0.5, 1.5, 4.0]))})
+    m.log({"h": steplog.Histogram([np.nan, np.nan])})
+    m.log({"np": {"f32": np.float32(0.1), "i64": np.int64(-7), "b": np.bool_(True)}})
+    m.log({"np": {"one": np.array([[2.5]]), "big": 2**70, "neg": -(2**63)}})
+    m.log({"mixed": 1})
+    m.log({"mixed": 1.5, "flag": False})
+    m.log({"mixed": True})
+    m.log({"final": 1.0, "text_last": "bye"}, step=200)  # left open: finish() commits it
+    m.finish()
+    return m, run.dir, t0, time.time()
+
+
+# ----------------------------------------------------------------------------------------------
+# Tests
+# ----------------------------------------------------------------------------------------------
+
+
+def test_crc32c_known_vectors():
+    assert crc32c(b"123456789") == 0xE3069283
+    assert crc32c(b"") == 0
+    # RFC 3720 (iSCSI) appendix B.4
+    assert crc32c(bytes(32)) == 0x8A9136AA
+    assert crc32c(b"\xff" * 32) == 0x62A8AB43
+    assert crc32c(bytes(range(32))) == 0x46DD794E
+    assert crc32c(bytes(range(31, -1, -1))) == 0x113FDB5C
+
+
+def test_every_value_decodes_independently_and_matches_steplog(tmp_path):
+    m, run_dir, t0, t1 = write_mixed_run(tmp_path)
+    _, _, s = only_shard(run_dir)
+    assert not s.damage and not s.bad_frames and not s.missing
+    assert sum(f.header.kind == KIND_BATCH for f in s.frames) > 3
+
+    # Rows and the timestamp column.
+    assert s.rows == len(m.rows)
+    ts_steps, ts = s.series(TIMESTAMP_KEY, "f64")
+    assert ts_steps.tolist() == [step for step, _ in m.rows]
+    assert np.all(np.diff(ts_steps) > 0)
+    assert t0 <= ts.min() and ts.max() <= t1  # unix seconds of each commit
+    assert set(dt for k, dt in s.columns if k == TIMESTAMP_KEY) == {"f64"}
+
+    # Keys: in interning (first-use) order, `_timestamp` excluded.
+    assert s.keys == m.keys
+    reader = steplog.open(run_dir)
+    # "best" is only a summary key: whether readers list such keys is not part of the format.
+    assert [k for k in reader.keys() if k in m.logged] == m.logged
+    assert reader.rows == s.rows == len(m.rows)
+    assert not reader.problems
+
+    # Scalars: one column per (key, dtype), bit-exact, in step order.
+    want_cols: dict[tuple[str, str], tuple[list[int], list[Any]]] = {}
+    want_others = []
+    for step, cells in m.rows:
+        for k, (kind, v) in cells.items():
+            if kind in DTYPES:
+                col = want_cols.setdefault((k, kind), ([], []))
+                col[0].append(step)
+                col[1].append(v)
+            else:
+                want_others.append((step, k, kind, v))
+    assert set(s.columns) - {(TIMESTAMP_KEY, "f64")} == set(want_cols)
+    for (k, dtype), (steps, values) in want_cols.items():
+        got_steps, got = s.series(k, dtype)
+        assert got_steps.tolist() == steps, k
+        if dtype == "f64":
+            assert np.array_equal(bits(got), bits(values)), k
+        else:
+            assert got.tolist() == values and all(
+                type(x) is type(y) for x, y in zip(got.tolist(), values)
+            )
+    scalar_keys = {k for k, _ in want_cols}
+    for k in scalar_keys:
+        parts = [
+            (st, v) for (kk, _), (sts, vs) in want_cols.items() if kk == k for st, v in zip(sts, vs)
+        ]
+        parts.sort(key=lambda sv: sv[0])
+        r_steps, r_values = reader.scalars(k)
+        assert r_steps.tolist() == [st for st, _ in parts], k
+        assert np.array_equal(bits(r_values), bits([float(v) for _, v in parts])), k
+
+    # Text, lists and histograms, in file order.
+    assert len(s.others) == len(want_others)
+    for got, want in zip(s.others, want_others):
+        assert got[:3] == want[:3]
+        assert same_other(want[2], got[3], want[3]), want
+    for k in {k for _, k, _, _ in want_others} - scalar_keys:
+        hist = reader.history(k)
+        mine = [(st, v) for st, kk, _, v in s.others if kk == k]
+        assert [st for st, _ in hist] == [st for st, _ in mine]
+        for (_, theirs), (_, v) in zip(hist, mine):
+            if isinstance(v, Hist):
+                assert np.array_equal(theirs["counts"], v.counts.astype(np.int64))
+                assert np.array_equal(bits(theirs["edges"]), bits(v.edges))
+                assert (theirs["nan"], theirs["pos_inf"], theirs["neg_inf"]) == (
+                    v.nan,
+                    v.pos_inf,
+                    v.neg_inf,
+                )
+            elif isinstance(v, np.ndarray):
+                assert np.array_equal(bits(theirs), bits(v))
+            else:
+                assert theirs == v
+
+    # Histograms of plain arrays use numpy.histogram's 64 bins exactly.
+    dist = [v for _, k, _, v in s.others if k == "dist"]
+    assert len(dist) == 2 and all(len(h.counts) == 64 and len(h.edges) == 65 for h in dist)
+    nonfinite = [v for _, k, _, v in s.others if k == "h"][1]
+    assert (nonfinite.nan, nonfinite.pos_inf, nonfinite.neg_inf) == (1, 1, 1)
+    assert nonfinite.counts.tolist() == np.histogram([1.0, 2.0, 2.0], bins=3)[0].tolist()
+    empty = [v for _, k, _, v in s.others if k == "h"][3]
+    assert (len(empty.counts), len(empty.edges), empty.nan) == (0, 0, 2)
+
+
+def test_key_table_defines_each_id_once_in_order(tmp_path):
+    _, run_dir, _, _ = write_mixed_run(tmp_path)
+    _, _, s = only_shard(run_dir)
+    assert s.key_tables[0][0] == (0, TIMESTAMP_KEY)
+    ids = [kid for table in s.key_tables for kid, _ in table]
+    assert ids == list(range(len(ids)))  # each batch continues where the last one stopped
+    assert [name for table in s.key_tables for _, name in table][1:] == s.keys
+
+
+def test_summary_frame_matches_steplog(tmp_path):
+    m, run_dir, _, _ = write_mixed_run(tmp_path)
+    _, _, s = only_shard(run_dir)
+    assert len(s.summaries) >= 2
+    last = s.summary
+    assert last == steplog.open(run_dir).summary
+    want = {k: v for k, (_kind, v) in m.summary.items()}
+    assert set(last) == set(want)
+    for k, v in want.items():
+        assert type(last[k]) is type(v), k
+        if isinstance(v, float):
+            assert bits(last[k]) == bits(v), k
+        else:
+            assert last[k] == v, k
+    assert last["loss"] != -1.0 and last["best"] == 0.5
+    # Summary maps carry names, never key ids, and only scalars and text.
+    assert all(isinstance(v, (bool, int, float, str)) for sm in s.summaries for v in sm.values())
+
+
+def test_header_frame_matches_run_json(tmp_path):
+    run = steplog.init(dir=tmp_path, project="hdr", name="header-test")
+    run.log({"x": 1.0})
+    run.finish()
+    meta, name, s = only_shard(run.dir)
+    info = s.info
+    assert s.frames[0].header.kind == KIND_HEADER and s.frames[0].header.seq == 0
+    assert info["format"] == "steplog" and info["version"] == meta["format_version"] == 1
+    assert meta["format"] == "steplog-run"
+    assert info["run_id"] == meta["id"] == os.path.basename(run.dir)
+    assert info["shard"] + SHARD_SUFFIX == name
+    assert info["pid"] == meta["pid"] == os.getpid()
+    for k in ("host", "rank", "local_rank", "world_size", "worker"):
+        assert info[k] == meta[k], k
+    assert info["started"] == meta["created"]
+    assert meta["steplog"] in info["writer"]
+    assert meta["status"] == "finished" and meta["name"] == "header-test"
+    shard_meta = steplog.open(run.dir).shards[0]
+    for k, v in info.items():
+        assert shard_meta[k] == v, k
+
+
+def test_frames_checksums_sequence_and_close(tmp_path):
+    m, run_dir, _, _ = write_mixed_run(tmp_path)
+    meta, name, s = only_shard(run_dir)
+    buf = Path(run_dir, name).read_bytes()
+    # Walk by declared lengths alone: the file is exactly a sequence of good frames.
+    pos, seqs = 0, []
+    while pos < len(buf):
+        magic, kind, codec, flags, seq, plen, rlen, pcrc, hcrc = HEADER.unpack_from(buf, pos)
+        assert magic == MAGIC and flags == 0
+        assert crc32c(buf[pos : pos + 28]) == hcrc
+        payload = buf[pos + HEADER_LEN : pos + HEADER_LEN + plen]
+        assert len(payload) == plen and crc32c(payload) == pcrc
+        expected_codec = CODEC_ZSTD if kind in (KIND_BATCH, KIND_SUMMARY) else CODEC_NONE
+        assert codec == expected_codec
+        assert len(decode_payload(parse_header(buf, pos), payload)) == rlen
+        seqs.append(seq)
+        pos += HEADER_LEN + plen
+    assert pos == len(buf)
+    assert seqs == list(range(len(seqs))) == [f.header.seq for f in s.frames]
+    kinds = [f.header.kind for f in s.frames]
+    assert kinds[0] == KIND_HEADER and kinds[-1] == KIND_CLOSE
+    assert kinds.count(KIND_HEADER) == kinds.count(KIND_CLOSE) == 1
+    assert set(kinds) <= {KIND_HEADER, KIND_BATCH, KIND_SUMMARY, KIND_CLOSE}
+    close = s.close
+    assert close is not None and close["rows_written"] == s.rows == len(m.rows)
+    assert close["rows_dropped"] == close["rows_failed"] == close["steps_rejected"] == 0
+    assert close["ended"] >= s.info["started"]
+    assert meta["stats"]["rows_written"] == close["rows_written"]
+    assert meta["stats"]["frames_written"] == len(s.frames)
+    assert meta["stats"]["bytes_written"] == len(buf)
+    assert steplog.open(run_dir).shards[0]["close"] == close
+
+
+def test_a_million_scalars(tmp_path):
+    n = 1_000_000
+    run = steplog.init(dir=tmp_path)
+    log = run.log
+    for i in range(n):
+        log({"loss": float(i)})
+    run.finish()
+    _, _, s = only_shard(run.dir)
+    assert not s.damage and not s.bad_frames and not s.missing
+    assert s.rows == n and s.keys == ["loss"]
+    steps, values = s.series("loss", "f64")
+    assert np.array_equal(steps, np.arange(n, dtype=np.int64))
+    assert np.array_equal(values, np.arange(n, dtype=np.float64))
+    assert np.array_equal(s.series(TIMESTAMP_KEY, "f64")[0], steps)
+    assert s.close is not None and s.close["rows_written"] == n
+    assert s.summary == {"loss": float(n - 1)}
+
+
+# --- damage, limits and versioning --------------------------------------------------------------
+
+
+def small_run(tmp_path: Path, rows: int = 40, batch_max_rows: int = 10) -> tuple[str, Path]:
+    run = steplog.init(dir=tmp_path, batch_max_rows=batch_max_rows)
+    for i in range(rows):
+        run.log({"loss": float(i), "step_sq": i * i})
+    run.finish()
+    (path,) = Path(run.dir).glob("*" + SHARD_SUFFIX)
+    return run.dir, path
+
+
+def test_torn_tail_is_recognised(tmp_path):
+    run_dir, path = small_run(tmp_path)
+    whole = path.read_bytes()
+    frames = decode_shard(whole).frames
+    batches = [f for f in frames if f.header.kind == KIND_BATCH]
+    last_batch = batches[-1]
+    end = last_batch.offset + HEADER_LEN + last_batch.header.payload_len
+    for cut in (last_batch.offset + 2, last_batch.offset + 20, last_batch.offset + 40, end - 1):
+        path.write_bytes(whole[:cut])
+        s = decode_shard(whole[:cut])
+        assert [d.torn_tail for d in s.damage] == [True]
+        assert (s.damage[0].offset, s.damage[0].length) == (
+            last_batch.offset,
+            cut - last_batch.offset,
+        )
+        assert s.rows == 30 and s.close is None and not s.missing
+        reader = steplog.open(run_dir)  # a torn tail is expected after a crash: no warning
+        assert [(p["offset"], p["torn_tail"]) for p in reader.problems] == [
+            (last_batch.offset, True)
+        ]
+        assert reader.rows == s.rows
+        assert np.array_equal(reader.scalars("loss")[1], s.series("loss", "f64")[1])
+
+
+def test_damage_is_skipped_by_resync_and_revealed_by_sequence_numbers(tmp_path):
+    run_dir, path = small_run(tmp_path)
+    whole = path.read_bytes()
+    frames = decode_shard(whole).frames
+    victim = [f for f in frames if f.header.kind == KIND_BATCH][1]  # defines no new key
+    for at in (victim.offset, victim.offset + 13, victim.offset + HEADER_LEN + 5):
+        buf = bytearray(whole)
+        buf[at] ^= 0x40
+        path.write_bytes(bytes(buf))
+        s = decode_shard(bytes(buf))
+        length = HEADER_LEN + victim.header.payload_len
+        assert [(d.offset, d.length, d.torn_tail) for d in s.damage] == [
+            (victim.offset, length, False)
+        ]
+        assert s.missing == [(victim.header.seq, victim.header.seq)]
+        assert s.rows == 30 and s.close is not None and s.close["rows_written"] == 40
+        steps, values = s.series("loss", "f64")
+        assert steps.tolist() == [*range(10), *range(20, 40)]
+        with pytest.warns(steplog.SteplogWarning):
+            reader = steplog.open(run_dir)
+        assert {p["torn_tail"] for p in reader.problems} == {False}
+        assert any(p.get("offset") == victim.offset for p in reader.problems)
+        lost = (victim.header.seq, victim.header.seq)
+        assert any(
+            tuple(p.get("lost_frames") or ()) == lost or f"{lost[0]}..{lost[1]} " in p["reason"]
+            for p in reader.problems
+        )
+        r_steps, r_values = reader.scalars("loss")
+        assert np.array_equal(r_steps, steps) and np.array_equal(bits(r_values), bits(values))
+        assert np.array_equal(reader.scalars("step_sq")[1], s.series("step_sq", "i64")[1])
+
+
+def renumber(frames: list[tuple[int, int, bytes]]) -> bytes:
+    return b"".join(
+        encode_frame(kind, seq, raw, codec) for seq, (kind, codec, raw) in enumerate(frames)
+    )
+
+
+def test_unknown_frame_kinds_and_fields_are_ignored(tmp_path):
+    run_dir, path = small_run(tmp_path)
+    s0 = decode_shard(path.read_bytes())
+    frames = [
+        (f.header.kind, f.header.codec, decode_payload(f.header, f.payload)) for f in s0.frames
+    ]
+    extra = msgpack.packb({"something": "new", "n": [1, 2, 3]})
+    close = msgpack.unpackb(frames[-1][2])
+    close["future_field"] = {"x": 1}
+    frames[-1] = (KIND_CLOSE, CODEC_NONE, msgpack.packb(close))
+    frames.insert(1, (9, CODEC_ZSTD, extra))
+    frames.insert(4, (200, CODEC_NONE, extra))
+    path.write_bytes(renumber(frames))
+    s = decode_shard(path.read_bytes())
+    assert not s.damage and not s.bad_frames and not s.missing
+    assert s.rows == 40 and np.array_equal(s.series("loss", "f64")[1], np.arange(40.0))
+    reader = steplog.open(run_dir, strict=True)
+    assert reader.rows == 40 and reader.shards[0]["close"]["rows_written"] == 40
+    # This decoder skips unknown kinds without decoding them. steplog 0.1's reader decodes them
+    # first and would report this one as damage, hence the msgpack rule in FORMAT.md section 5.
+    frames.insert(2, (77, CODEC_NONE, b"\x00 not msgpack"))
+    s = decode_shard(renumber(frames))
+    assert not s.damage and not s.bad_frames and not s.missing and s.rows == 40
+
+
+def test_limits_are_enforced_before_reading(tmp_path):
+    raw = msgpack.packb({"rows_written": 0})
+    over = encode_frame(KIND_CLOSE, 0, raw, payload_len=MAX_PAYLOAD + 1)
+    with pytest.raises(Damage, match="limit"):
+        parse_header(over, 0)
+    over = encode_frame(KIND_CLOSE, 0, raw, raw_len=MAX_RAW + 1)
+    with pytest.raises(Damage, match="limit"):
+        parse_header(over, 0)
+    # A zstd payload that inflates beyond its declared raw_len is refused, not inflated.
+    big = bytes(1 << 20)
+    bomb = zstandard.ZstdCompressor().compress(big)
+    undeclared = zstandard.ZstdCompressor(write_content_size=False).compress(big)
+    for payload in (bomb, undeclared):
+        h = FrameHeader(KIND_BATCH, CODEC_ZSTD, 0, 0, len(payload), 100, crc32c(payload), 0)
+        with pytest.raises(FrameError):
+            decode_payload(h, payload)
+        assert len(decode_payload(replace(h, raw_len=len(big)), payload)) == len(big)
+    # Nesting deeper than 32 is refused.
+    deep: Any = 0
+    for _ in range(MAX_DEPTH + 1):
+        deep = [deep]
+    with pytest.raises(FrameError, match="deep"):
+        unpack(msgpack.packb(deep))
+    unpack(msgpack.packb(deep[0]))
+
+
+def test_worked_example_in_the_spec_decodes():
+    spec = (Path(__file__).parent.parent / "docs" / "FORMAT.md").read_text(encoding="utf-8")
+    section = spec.split("<!-- close-frame-hex -->")[1].split("```")[1]
+    buf = b"".join(
+        bytes.fromhex(m.group(1))
+        for m in re.finditer(r"^[0-9a-f]{8}:((?: [0-9a-f]{2})+)", section, re.M)
+    )
+    s = decode_shard(buf)
+    assert not s.damage and not s.bad_frames
+    (frame,) = s.frames
+    assert frame.header.kind == KIND_CLOSE and frame.header.seq == 3
+    assert s.close is not None and s.close["rows_written"] == 2
