@@ -140,3 +140,41 @@ def test_a_million_scalars_read_back_complete(run):
 
 def test_repr_is_informative(run):
     assert run.id in repr(run) and "running" in repr(run)
+
+
+def test_summary_refuses_arrays_and_stays_readable(run):
+    run.log({"loss": 1.0})
+    with pytest.raises(TypeError, match=r"run.summary\['arr'\].*not arrays"):
+        run.summary["arr"] = np.arange(5.0)
+    run.summary["best"] = 0.5
+    run.finish()
+    r = steplog.open(run.dir)
+    assert r.problems == []
+    assert r.summary == {"loss": 1.0, "best": 0.5}
+
+
+def test_oversized_text_is_refused_and_logging_goes_on(run):
+    with pytest.raises(ValueError, match="key 'note'.*limit"):
+        run.log({"note": "x" * (2 << 20)})
+    run.log({"note": "short"})
+    assert only_history(run, "note") == [(0, "short")]
+
+
+def test_keys_lists_only_keys_with_data(run):
+    run.log({"a": 1}, step=5)
+    with pytest.warns(steplog.SteplogWarning):
+        run.log({"rejected": 1}, step=1)
+    with pytest.raises(ValueError):
+        run.log({"half": 1, "_step": 2})
+    run.summary["summary_only"] = 3
+    run.finish()
+    r = steplog.open(run.dir)
+    assert r.keys() == ["a"]
+    assert r.summary["summary_only"] == 3
+    for k in r.keys():
+        r.history(k)
+
+
+def only_history(run, key):
+    run.finish()
+    return steplog.open(run.dir).history(key)

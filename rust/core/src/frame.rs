@@ -93,6 +93,12 @@ pub fn append(
     raw: &[u8],
     compressor: Option<&mut zstd::bulk::Compressor<'_>>,
 ) -> Result<()> {
+    if raw.len() > MAX_RAW {
+        return Err(Error::Corrupt {
+            path: "<memory>".into(),
+            reason: format!("frame of {} bytes exceeds the format's limit", raw.len()),
+        });
+    }
     let start = out.len();
     out.resize(start + HEADER_LEN, 0);
     let codec = match compressor {
@@ -116,7 +122,7 @@ pub fn append(
         }
     };
     let payload_len = out.len() - start - HEADER_LEN;
-    if payload_len > MAX_PAYLOAD || raw.len() > MAX_RAW {
+    if payload_len > MAX_PAYLOAD {
         out.truncate(start);
         return Err(Error::Corrupt {
             path: "<memory>".into(),

@@ -24,6 +24,9 @@ use crate::stats::{Stats, StatsSnapshot};
 use crate::value::{Item, KeyId, Value};
 use crate::writer::{Shared, SharedSummary, Writer};
 
+/// Longest text value accepted, in bytes.
+pub const MAX_TEXT_BYTES: usize = 1 << 20;
+
 /// What happened to one `log()` call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Logged {
@@ -108,6 +111,17 @@ impl Logger {
         let mut acc = self.acc.lock();
         let mut interned: SmallVec<[(KeyId, Value); 16]> = SmallVec::new();
         for (name, value) in cells {
+            if let Value::Text(t) = &value {
+                if t.len() > MAX_TEXT_BYTES {
+                    return Err(Error::BadValue {
+                        key: name.chars().take(80).collect(),
+                        reason: format!(
+                            "text of {} bytes is over the {MAX_TEXT_BYTES}-byte limit",
+                            t.len()
+                        ),
+                    });
+                }
+            }
             interned.push((acc.interner().intern(name)?, value));
         }
         let ring = &self.ring;

@@ -11,6 +11,7 @@ use crate::error::{Error, Result};
 use crate::frame::{self, Damage, Event, Kind};
 use crate::keys::TIMESTAMP_KEY;
 use crate::msgpack::{self, Mp};
+use crate::shard::FORMAT_VERSION;
 use crate::value::{Histogram, Value};
 
 /// A small metadata value (header and close frames).
@@ -70,7 +71,7 @@ pub struct ShardData {
     pub info: Vec<(String, Meta)>,
     /// Scalar series by key name and dtype (`_timestamp` included).
     pub series: HashMap<(String, DType), Series>,
-    /// Keys in first-seen order (without `_timestamp`).
+    /// Keys that have data, in first-seen order (without `_timestamp`).
     pub keys: Vec<String>,
     /// Non-scalar values: (step, key, value) in file order.
     pub others: Vec<(i64, String, Value)>,
@@ -115,6 +116,9 @@ pub fn decode_shard(bytes: &[u8]) -> ShardData {
                 }
                 after_damage = false;
                 next_seq = next_seq.max(header.seq + 1);
+                if Kind::from_u8(header.kind).is_none() {
+                    continue; // a newer writer's frame kind: skipped undecoded, on purpose
+                }
                 let result = frame::decode_payload(&header, payload).and_then(|raw| {
                     let v = msgpack::decode(&raw)?;
                     d.frame(header.kind, &v)
@@ -149,6 +153,11 @@ pub fn decode_shard(bytes: &[u8]) -> ShardData {
             }
         }
     }
+    // Keys in id order, which is first-logged order; only those with data.
+    d.out.keys = (1..d.names.len())
+        .filter(|&i| d.listed[i])
+        .filter_map(|i| d.names[i].clone())
+        .collect();
     d.out
 }
 
@@ -156,6 +165,8 @@ pub fn decode_shard(bytes: &[u8]) -> ShardData {
 struct Decoder {
     out: ShardData,
     names: Vec<Option<String>>,
+    /// Whether a key id already has data (and so is listed in `out.keys`).
+    listed: Vec<bool>,
 }
 
 fn meta_map(v: &Mp<'_>) -> Vec<(String, Meta)> {
@@ -242,16 +253,34 @@ fn summary_value(v: &Mp<'_>) -> Option<Value> {
 }
 
 impl Decoder {
-    fn name(&self, id: i64) -> std::result::Result<String, String> {
-        usize::try_from(id)
-            .ok()
-            .and_then(|i| self.names.get(i).cloned().flatten())
-            .ok_or_else(|| format!("key id {id} is not defined (its frame was lost)"))
+    /// The name of a key id, marking it as having data.
+    fn name(&mut self, id: i64) -> std::result::Result<String, String> {
+        let i = usize::try_from(id).unwrap_or(usize::MAX);
+        let name = self
+            .names
+            .get(i)
+            .cloned()
+            .flatten()
+            .ok_or_else(|| format!("key id {id} is not defined (its frame was lost)"))?;
+        self.listed[i] = true;
+        Ok(name)
     }
 
     fn frame(&mut self, kind: u8, v: &Mp<'_>) -> std::result::Result<(), String> {
         match Kind::from_u8(kind) {
-            Some(Kind::Header) => self.out.info = meta_map(v),
+            Some(Kind::Header) => {
+                self.out.info = meta_map(v);
+                let version = v.get("version").and_then(Mp::as_i64).unwrap_or(0);
+                if v.get("format").and_then(Mp::as_str) != Some("steplog") {
+                    return Err("the header frame does not say format \"steplog\"".into());
+                }
+                if version > FORMAT_VERSION {
+                    return Err(format!(
+                        "written in format version {version}; this steplog reads up to \
+                         {FORMAT_VERSION} and decodes what it can (upgrade steplog)"
+                    ));
+                }
+            }
             Some(Kind::Close) => self.out.close = Some(meta_map(v)),
             Some(Kind::Batch) => self.batch(v)?,
             Some(Kind::Summary) => {
@@ -268,7 +297,7 @@ impl Decoder {
                 let reason = v.get("reason").and_then(Mp::as_str).unwrap_or("unknown");
                 self.out.gaps.push((rows, reason.to_string()));
             }
-            None => {} // A newer writer's frame kind: skipped on purpose.
+            None => {}
         }
         Ok(())
     }
@@ -293,9 +322,10 @@ impl Decoder {
             }
             if self.names.len() <= id {
                 self.names.resize(id + 1, None);
+                self.listed.resize(id + 1, false);
             }
-            if self.names[id].is_none() && name != TIMESTAMP_KEY {
-                self.out.keys.push(name.to_string());
+            if id == 0 && name != TIMESTAMP_KEY {
+                return Err(bad("key id 0 must be _timestamp"));
             }
             self.names[id] = Some(name.to_string());
         }

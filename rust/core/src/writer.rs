@@ -226,7 +226,9 @@ impl State {
             match item {
                 Item::Row(mut row) => {
                     for cell in &row.cells {
-                        if !matches!(cell.value, Value::List(_) | Value::Histogram(_)) {
+                        if let Value::F64(_) | Value::I64(_) | Value::Bool(_) | Value::Text(_) =
+                            cell.value
+                        {
                             self.set_summary(cell.key, cell.value.clone());
                         }
                     }
@@ -244,6 +246,9 @@ impl State {
     }
 
     fn set_summary(&mut self, key: KeyId, value: Value) {
+        if matches!(value, Value::List(_) | Value::Histogram(_)) {
+            return; // summaries hold scalars and text only
+        }
         let k = key as usize;
         if self.summary.len() <= k {
             self.summary.resize(k + 1, None);
@@ -252,8 +257,9 @@ impl State {
         self.summary_dirty = true;
     }
 
-    /// Encodes the payload in `self.enc` as a frame appended to `self.out`.
-    fn frame(&mut self, kind: Kind, compress: bool) {
+    /// Encodes the payload in `self.enc` as a frame appended to `self.out`. Returns whether
+    /// it fit the format's limits.
+    fn frame(&mut self, kind: Kind, compress: bool) -> bool {
         let compressor = if compress {
             self.compressor.as_mut()
         } else {
@@ -263,8 +269,12 @@ impl State {
             Ok(()) => {
                 self.seq += 1;
                 self.stats.frames_written.fetch_add(1, Ordering::Relaxed);
+                true
             }
-            Err(e) => self.stats.record_error(e.to_string()),
+            Err(e) => {
+                self.stats.record_error(e.to_string());
+                false
+            }
         }
     }
 
@@ -273,19 +283,25 @@ impl State {
         if dropped > self.dropped_reported {
             encode_gap(dropped - self.dropped_reported, "queue_full", &mut self.enc);
             self.frame(Kind::Gap, false);
-            self.dropped_reported = dropped;
         }
         if self.failed_unreported > 0 {
             encode_gap(self.failed_unreported, "write_error", &mut self.enc);
             self.frame(Kind::Gap, false);
         }
-        let rows = self.batch.rows() as u64;
-        let scalars = self.batch.scalars() as u64;
+        let mut rows = self.batch.rows() as u64;
+        let mut scalars = self.batch.scalars() as u64;
         let keys_before = self.keys_written;
         if rows > 0 {
             self.batch
                 .encode(&mut self.keys_written, &self.registry, &mut self.enc);
-            self.frame(Kind::Batch, true);
+            if !self.frame(Kind::Batch, true) {
+                // Over the format's frame limit: the rows are lost, and said so in the file.
+                self.keys_written = keys_before;
+                self.stats.rows_failed.fetch_add(rows, Ordering::Relaxed);
+                encode_gap(rows, "frame_too_large", &mut self.enc);
+                self.frame(Kind::Gap, false);
+                (rows, scalars) = (0, 0);
+            }
         }
         if self.summary_dirty {
             self.encode_summary();
@@ -298,6 +314,7 @@ impl State {
             self.stats
                 .scalars_written
                 .fetch_add(scalars, Ordering::Relaxed);
+            self.dropped_reported = dropped;
             self.failed_unreported = 0;
         } else {
             // NOTE: the lost batch may have carried key-table entries; send them again.

@@ -241,3 +241,64 @@ fn many_threads_lose_nothing() {
         "steps are unique and increasing"
     );
 }
+
+#[test]
+fn a_batch_over_the_frame_limit_is_counted_and_recorded_not_silently_lost() {
+    let (logger, sink) = start(WriterConfig::default());
+    logger
+        .log(None, None, vec![("small", Value::I64(1))])
+        .unwrap();
+    logger.flush(Duration::from_secs(10)).unwrap();
+    let mb = "x".repeat(1 << 20);
+    let names: Vec<String> = (0..260).map(|i| format!("text{i}")).collect();
+    let cells: Vec<(&str, Value)> = names
+        .iter()
+        .map(|n| (n.as_str(), Value::Text(mb.as_str().into())))
+        .collect();
+    logger.log(None, None, cells).unwrap();
+    logger
+        .log(
+            None,
+            None,
+            vec![("small", Value::I64(3)), ("late", Value::I64(4))],
+        )
+        .unwrap();
+    let stats = logger.finish().unwrap();
+    assert_eq!(stats.rows_failed, 1);
+    assert_eq!(stats.rows_written, 2);
+    let data = decode_shard(&sink.bytes());
+    assert!(data.problems.is_empty(), "{:?}", data.problems);
+    assert_eq!(data.gaps, vec![(1, "frame_too_large".to_string())]);
+    assert_eq!(data.keys, ["small", "late"]);
+    let small = &data.series[&("small".to_string(), DType::I64)];
+    assert_eq!(small.steps, [0, 2]);
+}
+
+#[test]
+fn oversized_text_is_refused_at_log_time() {
+    let (logger, _sink) = start(WriterConfig::default());
+    let big = "y".repeat((1 << 20) + 1);
+    let err = logger
+        .log(None, None, vec![("note", Value::Text(big.into()))])
+        .unwrap_err();
+    assert!(err.to_string().contains("key 'note'"), "{err}");
+    logger.finish().unwrap();
+}
+
+#[test]
+fn unknown_frame_kinds_are_skipped_without_decoding() {
+    use steplog_core::frame::{append, Kind};
+    let (logger, sink) = start(WriterConfig::default());
+    logger.log(None, None, vec![("x", Value::I64(1))]).unwrap();
+    logger.finish().unwrap();
+    let mut bytes = sink.bytes();
+    let mut extra = Vec::new();
+    append(&mut extra, Kind::Gap, 99, b"\xc1 not msgpack", None).unwrap();
+    extra[4] = 42; // a kind this reader does not know
+    let crc = crc32c::crc32c(&extra[0..28]);
+    extra[28..32].copy_from_slice(&crc.to_le_bytes());
+    bytes.extend_from_slice(&extra);
+    let data = decode_shard(&bytes);
+    assert!(data.problems.is_empty(), "{:?}", data.problems);
+    assert_eq!(data.rows, 1);
+}

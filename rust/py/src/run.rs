@@ -256,8 +256,13 @@ impl PyRun {
     /// Overrides a summary value.
     fn _set_summary(&self, key: &str, value: &Bound<'_, PyAny>) -> PyResult<()> {
         let v = to_value(value).map_err(|e| {
-            PyTypeError::new_err(format!("run.summary[{key:?}]: {}", e.value(value.py())))
+            PyTypeError::new_err(format!("run.summary['{key}']: {}", e.value(value.py())))
         })?;
+        if matches!(v, Value::List(_) | Value::Histogram(_)) {
+            return Err(PyTypeError::new_err(format!(
+                "run.summary['{key}']: summary values are numbers or str, not arrays"
+            )));
+        }
         self.logger.set_summary(key, v).py()
     }
 
