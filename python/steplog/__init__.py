@@ -17,6 +17,8 @@ from ._core import (
     SteplogWarning,
     __version__,
     log,
+    set_reporting_inf_value,
+    set_reporting_nan_value,
 )
 from ._reader import RunReader, open
 from ._run import Run, Summary, current, finish, init
@@ -37,4 +39,6 @@ __all__ = [
     "init",
     "log",
     "open",
+    "set_reporting_inf_value",
+    "set_reporting_nan_value",
 ]

@@ -164,6 +164,19 @@ class RunReader:
         return out
 
     @property
+    def nonfinite(self) -> dict[str, dict[str, int]]:
+        """NaN, +Inf and -Inf values logged per key (before any substitution), summed over
+        shards: `{"loss": {"nan": 2, "inf": 0, "-inf": 1}}`. Shards that did not close cleanly
+        do not contribute (the counts are written when a shard closes)."""
+        out: dict[str, dict[str, int]] = {}
+        for _, s in self._shards:
+            for key, counts in s["nonfinite"].items():
+                total = out.setdefault(key, {"nan": 0, "inf": 0, "-inf": 0})
+                for k, v in counts.items():
+                    total[k] += v
+        return out
+
+    @property
     def dropped(self) -> int:
         """Rows that never reached the files (queue full, write errors), as recorded."""
         return sum(rows for _, s in self._shards for rows, _reason in s["gaps"])

@@ -66,6 +66,11 @@ pub struct WriterConfig {
     pub fsync_interval_s: f64,
     /// Longest `finish()` waits for the writer.
     pub finish_timeout_s: f64,
+    /// Written in place of NaN (scalars and list elements); `None` keeps NaN as is, unless
+    /// the process-wide setting ([`crate::nonfinite::set_global_nan`]) says otherwise.
+    pub nan_value: Option<f64>,
+    /// Written in place of +Inf, negated for -Inf; `None` keeps them.
+    pub inf_value: Option<f64>,
 }
 
 impl Default for WriterConfig {
@@ -80,12 +85,14 @@ impl Default for WriterConfig {
             block_timeout_s: 10.0,
             fsync_interval_s: 10.0,
             finish_timeout_s: 30.0,
+            nan_value: None,
+            inf_value: None,
         }
     }
 }
 
 /// Names of all settings, as keyword arguments (`STEPLOG_` + upper case in the environment).
-pub const SETTING_NAMES: [&str; 9] = [
+pub const SETTING_NAMES: [&str; 11] = [
     "queue_capacity",
     "batch_max_rows",
     "batch_max_bytes",
@@ -95,6 +102,8 @@ pub const SETTING_NAMES: [&str; 9] = [
     "block_timeout_s",
     "fsync_interval_s",
     "finish_timeout_s",
+    "nan_value",
+    "inf_value",
 ];
 
 /// The environment variable for a setting.
@@ -164,6 +173,14 @@ impl WriterConfig {
             block_timeout_s: secs(lookup("block_timeout_s"), d.block_timeout_s, 0.0)?,
             fsync_interval_s: secs(lookup("fsync_interval_s"), d.fsync_interval_s, 0.0)?,
             finish_timeout_s: secs(lookup("finish_timeout_s"), d.finish_timeout_s, 0.0)?,
+            nan_value: lookup("nan_value")
+                .map(|f| number(f, "a finite number"))
+                .transpose()?
+                .map(|(_, v)| v),
+            inf_value: lookup("inf_value")
+                .map(|f| number(f, "a finite number"))
+                .transpose()?
+                .map(|(_, v)| v),
         };
         Ok(cfg)
     }

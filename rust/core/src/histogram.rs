@@ -24,64 +24,149 @@ pub fn check_bins(num_bins: i64) -> Result<usize> {
     }
 }
 
-/// `numpy.linspace(first, last, n + 1)` for float64.
-pub fn linspace_edges(first: f64, last: f64, n: usize) -> Vec<f64> {
-    let div = n as f64;
-    let delta = last - first;
-    let step = delta / div;
-    let mut edges: Vec<f64> = if step == 0.0 {
-        (0..=n).map(|i| (i as f64 / div) * delta + first).collect()
-    } else {
-        (0..=n).map(|i| (i as f64) * step + first).collect()
+macro_rules! float_binner {
+    ($linspace:ident, $bin:ident, $t:ty) => {
+        /// `numpy.linspace(first, last, n + 1)` computed in this float type, as numpy does for
+        /// an array of this dtype.
+        pub fn $linspace(first: $t, last: $t, n: usize) -> Vec<$t> {
+            let div = n as $t;
+            let delta = last - first;
+            let step = delta / div;
+            let mut edges: Vec<$t> = if step == 0.0 {
+                (0..=n).map(|i| (i as $t / div) * delta + first).collect()
+            } else {
+                (0..=n).map(|i| (i as $t) * step + first).collect()
+            };
+            edges[n] = last;
+            edges
+        }
+
+        /// Bins `data` into `n` equal-width bins over its finite range with
+        /// `numpy.histogram`'s arithmetic for this dtype; non-finite elements are counted
+        /// apart. `data` is walked twice (range, then counts), so it must be cheap to clone.
+        pub fn $bin<I>(data: I, n: usize) -> Histogram
+        where
+            I: Iterator<Item = $t> + Clone,
+        {
+            let mut h = Histogram::default();
+            let (mut lo, mut hi) = (<$t>::INFINITY, <$t>::NEG_INFINITY);
+            let mut non_finite = 0u64;
+            for x in data.clone() {
+                if x < lo {
+                    lo = x;
+                }
+                if x > hi {
+                    hi = x;
+                }
+                non_finite += u64::from(!x.is_finite());
+            }
+            if non_finite > 0 {
+                // Rare: recount apart and take the range over finite elements only.
+                (lo, hi) = (<$t>::INFINITY, <$t>::NEG_INFINITY);
+                for x in data.clone() {
+                    if x.is_finite() {
+                        lo = if x < lo { x } else { lo };
+                        hi = if x > hi { x } else { hi };
+                    } else if x.is_nan() {
+                        h.nan += 1;
+                    } else if x > 0.0 {
+                        h.pos_inf += 1;
+                    } else {
+                        h.neg_inf += 1;
+                    }
+                }
+            }
+            if lo > hi {
+                return h; // no finite element: an empty histogram that still counts the others
+            }
+            if lo == hi {
+                lo -= 0.5;
+                hi += 0.5;
+            }
+            let edges = $linspace(lo, hi, n);
+            let denom = hi - lo;
+            let scale = n as $t;
+            let mut counts = vec![0u64; n];
+            let last = n - 1;
+            for x in data {
+                if !x.is_finite() {
+                    continue;
+                }
+                let f = ((x - lo) / denom) * scale;
+                let mut i = (f as usize).min(last);
+                if i > 0 && x < edges[i] {
+                    i -= 1;
+                }
+                if i != last && x >= edges[i + 1] {
+                    i += 1;
+                }
+                counts[i] += 1;
+            }
+            h.counts = counts;
+            h.edges = edges.into_iter().map(f64::from).collect();
+            h
+        }
     };
-    edges[n] = last;
-    edges
 }
 
-/// Bins `data` into `n` equal-width bins over its finite range.
+float_binner!(linspace_f64, bin_f64_iter, f64);
+float_binner!(linspace_f32, bin_f32_iter, f32);
+
+/// `numpy.linspace(first, last, n + 1)` for float64 (kept for callers that bin on a device).
+pub fn linspace_edges(first: f64, last: f64, n: usize) -> Vec<f64> {
+    linspace_f64(first, last, n)
+}
+
+/// Bins a float64 slice (see [`bin_f64_iter`]).
 pub fn bin_f64(data: &[f64], n: usize) -> Histogram {
-    let mut h = Histogram::default();
-    let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
-    for &x in data {
-        if x.is_finite() {
-            lo = lo.min(x);
-            hi = hi.max(x);
-        } else if x.is_nan() {
-            h.nan += 1;
-        } else if x > 0.0 {
-            h.pos_inf += 1;
-        } else {
-            h.neg_inf += 1;
-        }
+    bin_f64_iter(data.iter().copied(), n)
+}
+
+/// Bins a float32 slice with float32 arithmetic, as numpy does for float32 arrays.
+pub fn bin_f32(data: &[f32], n: usize) -> Histogram {
+    bin_f32_iter(data.iter().copied(), n)
+}
+
+/// Bins integers as numpy does for integer arrays: float64 edges, and the range divided as an
+/// exact unsigned difference.
+pub fn bin_int_iter<I>(data: I, n: usize) -> Histogram
+where
+    I: Iterator<Item = i128> + Clone,
+{
+    let (mut lo, mut hi) = (i128::MAX, i128::MIN);
+    for x in data.clone() {
+        lo = lo.min(x);
+        hi = hi.max(x);
     }
     if lo > hi {
-        return h; // no finite element: an empty histogram that still counts the others
+        return Histogram::default();
     }
     if lo == hi {
-        lo -= 0.5;
-        hi += 0.5;
+        return bin_f64_iter(data.map(|x| x as f64), n);
     }
-    let edges = linspace_edges(lo, hi, n);
+    let (first, last) = (lo as f64, hi as f64);
+    let edges = linspace_f64(first, last, n);
+    let denom = (hi - lo) as f64;
+    let scale = n as f64;
     let mut counts = vec![0u64; n];
-    let denom = hi - lo;
-    let last = n - 1;
-    for &x in data {
-        if !x.is_finite() {
-            continue;
-        }
-        let f = ((x - lo) / denom) * n as f64;
-        let mut i = (f as usize).min(last);
+    let top = n - 1;
+    for x in data {
+        let x = x as f64;
+        let f = ((x - first) / denom) * scale;
+        let mut i = (f as usize).min(top);
         if i > 0 && x < edges[i] {
             i -= 1;
         }
-        if i != last && x >= edges[i + 1] {
+        if i != top && x >= edges[i + 1] {
             i += 1;
         }
         counts[i] += 1;
     }
-    h.counts = counts;
-    h.edges = edges;
-    h
+    Histogram {
+        counts,
+        edges,
+        ..Histogram::default()
+    }
 }
 
 /// Checks a caller-supplied `(counts, edges)` pair (`np_histogram=`).
@@ -146,6 +231,29 @@ mod tests {
         assert_eq!(h.counts, [2]);
         let empty = bin_f64(&[f64::NAN], 8);
         assert!(empty.counts.is_empty() && empty.edges.is_empty() && empty.nan == 1);
+    }
+
+    #[test]
+    fn float32_uses_float32_arithmetic() {
+        // numpy.histogram(np.array([0, 0.1, 0.7, 1], np.float32), bins=3) edges in float32
+        let h = bin_f32(&[0.0, 0.1, 0.7, 1.0], 3);
+        let third = 1.0f32 / 3.0;
+        assert_eq!(
+            h.edges,
+            [0.0, f64::from(third), f64::from(2.0 * third), 1.0]
+        );
+        assert_eq!(h.counts, [2, 0, 2]);
+    }
+
+    #[test]
+    fn integers_bin_like_numpy() {
+        // numpy.histogram(np.arange(10), bins=3) -> [3, 3, 4], [0, 3, 6, 9]
+        let h = bin_int_iter((0..10).map(i128::from), 3);
+        assert_eq!(h.counts, [3, 3, 4]);
+        assert_eq!(h.edges, [0.0, 3.0, 6.0, 9.0]);
+        let same = bin_int_iter([5i128; 4].into_iter(), 2);
+        assert_eq!(same.edges, [4.5, 5.0, 5.5]);
+        assert_eq!(same.counts, [0, 4]);
     }
 
     #[test]

@@ -20,6 +20,7 @@ pub mod histogram;
 pub mod keys;
 pub mod logger;
 pub mod msgpack;
+pub mod nonfinite;
 pub mod reader;
 pub mod ring;
 pub mod shard;

@@ -17,6 +17,7 @@ use crate::accumulator::{Accumulator, StepRejected};
 use crate::config::WriterConfig;
 use crate::error::{Error, Result};
 use crate::keys::{Interner, KeyRegistry};
+use crate::nonfinite::SharedCounts;
 use crate::ring::Ring;
 use crate::shard::ShardInfo;
 use crate::sink::Sink;
@@ -53,6 +54,7 @@ pub struct Logger {
     summary: SharedSummary,
     config: WriterConfig,
     closed: AtomicBool,
+    nonfinite: SharedCounts,
 }
 
 impl Logger {
@@ -69,6 +71,7 @@ impl Logger {
             stats.clone(),
         ));
         let summary = SharedSummary::default();
+        let nonfinite = SharedCounts::default();
         let writer = Writer::start(
             sink,
             info,
@@ -79,6 +82,7 @@ impl Logger {
                 registry: registry.clone(),
                 stats: stats.clone(),
                 summary: summary.clone(),
+                nonfinite: nonfinite.clone(),
             },
         )?;
         Ok(Logger {
@@ -90,6 +94,7 @@ impl Logger {
             summary,
             config,
             closed: AtomicBool::new(false),
+            nonfinite,
         })
     }
 
@@ -110,7 +115,10 @@ impl Logger {
         }
         let mut acc = self.acc.lock();
         let mut interned: SmallVec<[(KeyId, Value); 16]> = SmallVec::new();
-        for (name, value) in cells {
+        let (global_nan, global_inf) = crate::nonfinite::global();
+        let nan = self.config.nan_value.or(global_nan);
+        let inf = self.config.inf_value.or(global_inf);
+        for (name, mut value) in cells {
             if let Value::Text(t) = &value {
                 if t.len() > MAX_TEXT_BYTES {
                     return Err(Error::BadValue {
@@ -122,7 +130,9 @@ impl Logger {
                     });
                 }
             }
-            interned.push((acc.interner().intern(name)?, value));
+            let key = acc.interner().intern(name)?;
+            crate::nonfinite::apply(&mut value, key, nan, inf, &self.nonfinite);
+            interned.push((key, value));
         }
         let ring = &self.ring;
         let result = acc.log(step, commit, interned, &mut || ring.spare(), &mut |row| {
@@ -204,5 +214,16 @@ impl Logger {
     /// Current counters.
     pub fn stats(&self) -> StatsSnapshot {
         self.stats.snapshot()
+    }
+
+    /// NaN, +Inf and -Inf values seen so far, per key name.
+    pub fn nonfinite(&self) -> Vec<(Arc<str>, crate::nonfinite::Counts)> {
+        self.nonfinite
+            .lock()
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| **c != [0; 3])
+            .filter_map(|(k, c)| self.registry.name(k as KeyId).map(|n| (n, *c)))
+            .collect()
     }
 }

@@ -81,6 +81,8 @@ pub struct ShardData {
     pub gaps: Vec<(u64, String)>,
     /// The close frame's fields, if the shard was closed cleanly.
     pub close: Option<Vec<(String, Meta)>>,
+    /// NaN, +Inf and -Inf counts per key, from the close frame.
+    pub nonfinite: Vec<(String, [u64; 3])>,
     /// Damage found, in file order.
     pub problems: Vec<Problem>,
     /// Frame sequence numbers missing with no damage to explain them: (first, last).
@@ -281,7 +283,19 @@ impl Decoder {
                     ));
                 }
             }
-            Some(Kind::Close) => self.out.close = Some(meta_map(v)),
+            Some(Kind::Close) => {
+                self.out.close = Some(meta_map(v));
+                if let Some(Mp::Map(pairs)) = v.get("nonfinite") {
+                    self.out.nonfinite = pairs
+                        .iter()
+                        .filter_map(|(k, c)| {
+                            let c = c.as_array()?;
+                            let n = |i: usize| c.get(i).and_then(Mp::as_i64).unwrap_or(0) as u64;
+                            Some((k.as_str()?.to_string(), [n(0), n(1), n(2)]))
+                        })
+                        .collect();
+                }
+            }
             Some(Kind::Batch) => self.batch(v)?,
             Some(Kind::Summary) => {
                 let Mp::Map(pairs) = v else {

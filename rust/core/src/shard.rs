@@ -91,7 +91,7 @@ pub fn encode_gap(rows: u64, reason: &str, out: &mut Enc) {
 }
 
 /// Counters written into the close frame.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct CloseInfo {
     /// Rows written to this shard.
     pub rows_written: u64,
@@ -103,13 +103,15 @@ pub struct CloseInfo {
     pub steps_rejected: u64,
     /// Close time, seconds since the Unix epoch.
     pub ended: f64,
+    /// NaN, +Inf and -Inf values logged, per key (only keys that had any).
+    pub nonfinite: Vec<(String, [u64; 3])>,
 }
 
 impl CloseInfo {
     /// The close frame's payload.
     pub fn encode(&self, out: &mut Enc) {
         out.buf.clear();
-        out.map(5);
+        out.map(6);
         out.str("rows_written");
         out.uint(self.rows_written);
         out.str("rows_dropped");
@@ -120,5 +122,14 @@ impl CloseInfo {
         out.uint(self.steps_rejected);
         out.str("ended");
         out.f64(self.ended);
+        out.str("nonfinite");
+        out.map(self.nonfinite.len());
+        for (key, counts) in &self.nonfinite {
+            out.str(key);
+            out.array(3);
+            for c in counts {
+                out.uint(*c);
+            }
+        }
     }
 }

@@ -21,6 +21,7 @@ use crate::error::{Error, Result};
 use crate::frame::{self, Kind};
 use crate::keys::KeyRegistry;
 use crate::msgpack::Enc;
+use crate::nonfinite::SharedCounts;
 use crate::ring::Ring;
 use crate::shard::{encode_gap, encode_summary_value, CloseInfo, ShardInfo};
 use crate::sink::Sink;
@@ -51,6 +52,8 @@ pub struct Shared {
     pub stats: Arc<Stats>,
     /// Where it publishes the summary.
     pub summary: SharedSummary,
+    /// NaN/Inf counts per key, written into the close frame.
+    pub nonfinite: SharedCounts,
 }
 
 /// A running writer thread.
@@ -78,6 +81,7 @@ struct State {
     summary: Vec<Option<Value>>,
     summary_dirty: bool,
     shared_summary: SharedSummary,
+    nonfinite: SharedCounts,
     dropped_reported: u64,
     failed_unreported: u64,
     unsynced: bool,
@@ -98,6 +102,7 @@ impl Writer {
             registry,
             stats,
             summary: shared_summary,
+            nonfinite,
         } = shared;
         let control = Arc::new(Control::default());
         let compressor = zstd::bulk::Compressor::new(config.zstd_level).ok();
@@ -118,6 +123,7 @@ impl Writer {
             summary: Vec::new(),
             summary_dirty: false,
             shared_summary,
+            nonfinite,
             dropped_reported: 0,
             failed_unreported: 0,
             unsynced: false,
@@ -380,12 +386,21 @@ impl State {
         self.drain();
         self.write_batch();
         let s = self.stats.snapshot();
+        let nonfinite = self
+            .nonfinite
+            .lock()
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| **c != [0; 3])
+            .filter_map(|(k, c)| self.registry.name(k as KeyId).map(|n| (n.to_string(), *c)))
+            .collect();
         CloseInfo {
             rows_written: s.rows_written,
             rows_dropped: s.rows_dropped,
             rows_failed: s.rows_failed,
             steps_rejected: s.steps_rejected,
             ended: now_unix_s(),
+            nonfinite,
         }
         .encode(&mut self.enc);
         self.frame(Kind::Close, false);

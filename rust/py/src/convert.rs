@@ -5,14 +5,17 @@
 //! into an array (numpy scalars and arrays, objects with `__array__`): size 1 → scalar,
 //! ≤ 32 → list, larger → 64-bin histogram.
 
-use numpy::PyArrayMethods;
+use numpy::{
+    PyArrayDescrMethods, PyArrayDyn, PyArrayMethods, PyUntypedArray, PyUntypedArrayMethods,
+};
 use pyo3::exceptions::PyTypeError;
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 use smallvec::SmallVec;
-use steplog_core::histogram::{bin_f64, DEFAULT_BINS};
-use steplog_core::Value;
+use steplog_core::histogram::{bin_f32_iter, bin_f64_iter, bin_int_iter, DEFAULT_BINS};
+use steplog_core::{Histogram, Value};
 
 use crate::histogram::PyHistogram;
 
@@ -123,58 +126,253 @@ pub fn to_value(v: &Bound<'_, PyAny>) -> PyResult<Value> {
     if let Ok(h) = v.cast::<PyHistogram>() {
         return Ok(Value::Histogram(Box::new(h.get().inner.clone())));
     }
-    array_value(v)
+    tensor_value(v)
 }
 
 fn unsupported(v: &Bound<'_, PyAny>) -> PyErr {
+    unsupported_because(v, "")
+}
+
+fn unsupported_because(v: &Bound<'_, PyAny>, detail: &str) -> PyErr {
     let ty = v
         .get_type()
         .name()
         .map_or_else(|_| "?".to_string(), |n| n.to_string());
+    let detail = if detail.is_empty() {
+        String::new()
+    } else {
+        format!(" ({detail})")
+    };
     PyTypeError::new_err(format!(
-        "unsupported value of type {ty}; log numbers, str, dicts of them, \
+        "unsupported value of type {ty}{detail}; log numbers, str, dicts of them, \
          numpy arrays or tensors, or steplog.Histogram"
     ))
 }
 
-fn array_value(v: &Bound<'_, PyAny>) -> PyResult<Value> {
+fn tensor_value(v: &Bound<'_, PyAny>) -> PyResult<Value> {
+    tensor_as(v, Shape::Auto)
+}
+
+/// Bins any array-like (numpy, torch, jax, DLPack, `__array__`, sequences) into `n` bins.
+pub fn histogram_of(v: &Bound<'_, PyAny>, n: usize) -> PyResult<Histogram> {
+    match tensor_as(v, Shape::Histogram(n))? {
+        Value::Histogram(h) => Ok(*h),
+        _ => Err(unsupported(v)),
+    }
+}
+
+/// numpy arrays and scalars, torch/jax tensors, DLPack producers, `__array__` objects, lists.
+fn tensor_as(v: &Bound<'_, PyAny>, shape: Shape) -> PyResult<Value> {
     let py = v.py();
-    let is_arraylike = v.is_instance_of::<PyList>()
-        || v.is_instance_of::<PyTuple>()
-        || v.hasattr(pyo3::intern!(py, "__array__"))?
-        || v.hasattr(pyo3::intern!(py, "__array_interface__"))?;
-    if !is_arraylike || v.is_none() {
-        return Err(unsupported(v));
+    if let Ok(arr) = v.cast::<PyUntypedArray>() {
+        return array_as(arr, shape);
+    }
+    let ty = v.get_type();
+    let module = ty.module()?;
+    let module = module.to_str()?;
+    if module == "numpy" && matches!(shape, Shape::Auto) {
+        // A numpy scalar (np.float32(1), np.bool_(True), ...): its Python value is exact.
+        if v.hasattr(intern!(py, "item"))? && v.hasattr(intern!(py, "dtype"))? {
+            let item = v.call_method0(intern!(py, "item"))?;
+            if item.is(v) {
+                return Err(unsupported(v));
+            }
+            return to_value(&item);
+        }
+    }
+    if module.starts_with("torch") {
+        // Tensors go through steplog._torch: detach, move or bin on the device, never a copy
+        // of a large CUDA tensor to the host.
+        let conv = py.import(intern!(py, "steplog._torch"))?;
+        let (max_list, bins) = match shape {
+            Shape::Auto => (MAX_LIST, DEFAULT_BINS),
+            Shape::Histogram(n) => (0, n),
+        };
+        let out = conv.call_method1(intern!(py, "convert"), (v, max_list, bins))?;
+        return match out.cast::<PyUntypedArray>() {
+            Ok(arr) => array_as(arr, shape),
+            Err(_) => Ok(Value::Histogram(Box::new(histogram_from_parts(&out)?))),
+        };
     }
     let np = numpy(py)?;
-    let arr = np
-        .call_method1(pyo3::intern!(py, "asarray"), (v,))
-        .map_err(|_| unsupported(v))?;
-    let kind: String = arr
-        .getattr(pyo3::intern!(py, "dtype"))?
-        .getattr(pyo3::intern!(py, "kind"))?
-        .extract()?;
-    let size: usize = arr.getattr(pyo3::intern!(py, "size"))?.extract()?;
-    if !matches!(kind.as_str(), "b" | "i" | "u" | "f") || size == 0 {
+    if v.hasattr(intern!(py, "__dlpack__"))? {
+        if let Ok(arr) = np.call_method1(intern!(py, "from_dlpack"), (v,)) {
+            if let Ok(arr) = arr.cast::<PyUntypedArray>() {
+                return array_as(arr, shape);
+            }
+        }
+    }
+    let arraylike = v.is_instance_of::<PyList>()
+        || v.is_instance_of::<PyTuple>()
+        || v.hasattr(intern!(py, "__array__"))?
+        || v.hasattr(intern!(py, "__array_interface__"))?;
+    if !arraylike {
         return Err(unsupported(v));
     }
-    if size == 1 {
-        let item = arr.call_method0(pyo3::intern!(py, "item"))?;
-        return to_value(&item);
+    let arr = np
+        .call_method1(intern!(py, "asarray"), (v,))
+        .map_err(|_| unsupported(v))?;
+    match arr.cast::<PyUntypedArray>() {
+        Ok(a) => array_as(a, shape).map_err(|e| {
+            let detail = e.value(py).to_string();
+            unsupported_because(v, detail.trim_start_matches("unsupported value: "))
+        }),
+        Err(_) => Err(unsupported(v)),
     }
-    let flat = np.call_method1(
-        pyo3::intern!(py, "ascontiguousarray"),
-        (arr.call_method0(pyo3::intern!(py, "ravel"))?, "float64"),
-    )?;
-    let data: Vec<f64> = flat
-        .cast::<numpy::PyArray1<f64>>()?
-        .readonly()
-        .as_slice()
-        .map(<[f64]>::to_vec)
-        .map_err(|e| PyTypeError::new_err(e.to_string()))?;
-    if size <= MAX_LIST {
-        return Ok(Value::List(data.into()));
+}
+
+/// `(counts, edges, nan, pos_inf, neg_inf)` as returned by steplog._torch for device binning.
+fn histogram_from_parts(out: &Bound<'_, PyAny>) -> PyResult<Histogram> {
+    let (counts, edges, nan, pos_inf, neg_inf): (Vec<u64>, Vec<f64>, u64, u64, u64) =
+        out.extract()?;
+    Ok(Histogram {
+        counts,
+        edges,
+        nan,
+        pos_inf,
+        neg_inf,
+    })
+}
+
+/// Elements numpy arrays can hold that steplog reads in place.
+trait Elem: numpy::Element + Copy + Send + Sync {
+    fn scalar(self) -> Value;
+    fn to_f64(self) -> f64;
+    fn bin<'a, I: Iterator<Item = &'a Self> + Clone>(data: I, n: usize) -> Histogram
+    where
+        Self: 'a;
+}
+
+impl Elem for f64 {
+    fn scalar(self) -> Value {
+        Value::F64(self)
     }
-    let h = py.detach(|| bin_f64(&data, DEFAULT_BINS));
-    Ok(Value::Histogram(Box::new(h)))
+    fn to_f64(self) -> f64 {
+        self
+    }
+    fn bin<'a, I: Iterator<Item = &'a Self> + Clone>(data: I, n: usize) -> Histogram {
+        bin_f64_iter(data.copied(), n)
+    }
+}
+
+impl Elem for f32 {
+    fn scalar(self) -> Value {
+        Value::F64(f64::from(self))
+    }
+    fn to_f64(self) -> f64 {
+        f64::from(self)
+    }
+    fn bin<'a, I: Iterator<Item = &'a Self> + Clone>(data: I, n: usize) -> Histogram {
+        bin_f32_iter(data.copied(), n)
+    }
+}
+
+impl Elem for bool {
+    fn scalar(self) -> Value {
+        Value::Bool(self)
+    }
+    fn to_f64(self) -> f64 {
+        f64::from(u8::from(self))
+    }
+    fn bin<'a, I: Iterator<Item = &'a Self> + Clone>(data: I, n: usize) -> Histogram {
+        bin_int_iter(data.map(|b| i128::from(*b)), n)
+    }
+}
+
+macro_rules! int_elem {
+    ($($t:ty),*) => {$(
+        impl Elem for $t {
+            fn scalar(self) -> Value {
+                i64::try_from(self).map_or(Value::F64(self as f64), Value::I64)
+            }
+            fn to_f64(self) -> f64 {
+                self as f64
+            }
+            fn bin<'a, I: Iterator<Item = &'a Self> + Clone>(data: I, n: usize) -> Histogram {
+                bin_int_iter(data.map(|x| i128::from(*x)), n)
+            }
+        }
+    )*};
+}
+
+int_elem!(i8, i16, i32, i64, u8, u16, u32, u64);
+
+/// Arrays at least this large are binned with the GIL released.
+const DETACH_AT: usize = 1 << 16;
+
+/// How an array becomes a value: by size (`log`), or always a histogram of `n` bins.
+#[derive(Clone, Copy)]
+pub enum Shape {
+    /// size 1 → scalar, ≤ 32 → list, larger → 64-bin histogram.
+    Auto,
+    /// A histogram with this many bins, whatever the size.
+    Histogram(usize),
+}
+
+fn typed<T: Elem>(arr: &Bound<'_, PyUntypedArray>, shape: Shape) -> Option<PyResult<Value>> {
+    let arr = arr.cast::<PyArrayDyn<T>>().ok()?;
+    let ro = arr.readonly();
+    let view = ro.as_array();
+    let size = view.len();
+    let bins = match shape {
+        Shape::Histogram(n) => n,
+        Shape::Auto => DEFAULT_BINS,
+    };
+    let auto = matches!(shape, Shape::Auto);
+    Some(Ok(if auto && size == 1 {
+        view.iter()
+            .next()
+            .map_or(Value::F64(f64::NAN), |x| x.scalar())
+    } else if auto && size <= MAX_LIST {
+        Value::List(view.iter().map(|x| x.to_f64()).collect())
+    } else {
+        let bin = || match view.as_slice_memory_order() {
+            Some(s) => T::bin(s.iter(), bins),
+            None => T::bin(view.iter(), bins),
+        };
+        // NOTE: with the GIL released another thread could write to this array while it is
+        // read; the counts would then reflect a mix of old and new values (documented).
+        let h = if size >= DETACH_AT {
+            arr.py().detach(bin)
+        } else {
+            bin()
+        };
+        Value::Histogram(Box::new(h))
+    }))
+}
+
+/// A numpy array read in place, shaped as `shape` says.
+fn array_as(arr: &Bound<'_, PyUntypedArray>, shape: Shape) -> PyResult<Value> {
+    if arr.len() == 0 && matches!(shape, Shape::Auto) {
+        return Err(PyTypeError::new_err("unsupported value: an empty array"));
+    }
+    let found = typed::<f64>(arr, shape)
+        .or_else(|| typed::<f32>(arr, shape))
+        .or_else(|| typed::<i64>(arr, shape))
+        .or_else(|| typed::<i32>(arr, shape))
+        .or_else(|| typed::<bool>(arr, shape))
+        .or_else(|| typed::<u8>(arr, shape))
+        .or_else(|| typed::<i8>(arr, shape))
+        .or_else(|| typed::<i16>(arr, shape))
+        .or_else(|| typed::<u16>(arr, shape))
+        .or_else(|| typed::<u32>(arr, shape))
+        .or_else(|| typed::<u64>(arr, shape));
+    if let Some(v) = found {
+        return v;
+    }
+    let dtype = arr.dtype();
+    if dtype.kind() == b'f' {
+        // float16 and other float widths numpy has but Rust reads poorly: via float32/64.
+        let wide = if dtype.itemsize() <= 4 {
+            "float32"
+        } else {
+            "float64"
+        };
+        let cast = arr.call_method1(intern!(arr.py(), "astype"), (wide,))?;
+        return array_as(cast.cast::<PyUntypedArray>()?, shape);
+    }
+    Err(PyTypeError::new_err(format!(
+        "unsupported value: an array of dtype {}; log numeric or bool arrays",
+        dtype.str()?
+    )))
 }

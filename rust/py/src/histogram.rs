@@ -4,9 +4,10 @@
 use numpy::{PyArray1, PyArrayMethods};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use steplog_core::histogram::{bin_f64, check_bins, from_parts, DEFAULT_BINS};
+use steplog_core::histogram::{check_bins, from_parts, DEFAULT_BINS};
 use steplog_core::Histogram;
 
+use crate::convert::histogram_of;
 use crate::errors::IntoPy;
 
 /// A histogram value for `log()`.
@@ -37,7 +38,6 @@ impl PyHistogram {
     #[new]
     #[pyo3(signature = (sequence=None, num_bins=DEFAULT_BINS as i64, np_histogram=None))]
     fn new(
-        py: Python<'_>,
         sequence: Option<&Bound<'_, PyAny>>,
         num_bins: i64,
         np_histogram: Option<&Bound<'_, PyAny>>,
@@ -48,10 +48,7 @@ impl PyHistogram {
                 (Some(_), Some(_)) | (None, None) => return Err(PyValueError::new_err(
                     "Histogram: pass either a sequence or np_histogram=(counts, edges), not both",
                 )),
-                (Some(seq), None) => {
-                    let data = f64_vec(seq, "Histogram(sequence)")?;
-                    py.detach(|| bin_f64(&data, n))
-                }
+                (Some(seq), None) => histogram_of(seq, n)?,
                 (None, Some(pair)) => {
                     let (counts, edges): (Bound<'_, PyAny>, Bound<'_, PyAny>) =
                         pair.extract().map_err(|_| {

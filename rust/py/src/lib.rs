@@ -18,7 +18,7 @@ mod _core {
     #[pymodule_export]
     use crate::read::read_shard;
     #[pymodule_export]
-    use crate::run::{current_run, log, PyRun};
+    use crate::run::{current_run, log, set_reporting_inf_value, set_reporting_nan_value, PyRun};
 
     use super::*;
 

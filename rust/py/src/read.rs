@@ -59,7 +59,15 @@ pub fn read_shard<'py>(py: Python<'py>, path: std::path::PathBuf) -> PyResult<Bo
     out.set_item("summary", summary)?;
     out.set_item("gaps", data.gaps)?;
     match &data.close {
-        Some(c) => out.set_item("close", meta_dict(py, c)?)?,
+        Some(c) => {
+            let close = meta_dict(py, c)?;
+            let counts = PyDict::new(py);
+            for (k, c) in &data.nonfinite {
+                counts.set_item(k, c.to_vec())?;
+            }
+            close.set_item("nonfinite", counts)?;
+            out.set_item("close", close)?;
+        }
         None => out.set_item("close", py.None())?,
     }
     let problems = PyList::empty(py);
@@ -75,5 +83,9 @@ pub fn read_shard<'py>(py: Python<'py>, path: std::path::PathBuf) -> PyResult<Bo
     out.set_item("problems", problems)?;
     out.set_item("missing_frames", data.missing_frames)?;
     out.set_item("rows", data.rows)?;
+    out.set_item(
+        "nonfinite",
+        crate::run::nonfinite_dict(py, data.nonfinite.into_iter())?,
+    )?;
     Ok(out)
 }

@@ -103,6 +103,22 @@ pub fn stats_dict<'py>(py: Python<'py>, s: &StatsSnapshot) -> PyResult<Bound<'py
     Ok(d)
 }
 
+/// `{key: {"nan": n, "inf": n, "-inf": n}}`.
+pub fn nonfinite_dict<'py, K: AsRef<str>>(
+    py: Python<'py>,
+    counts: impl Iterator<Item = (K, [u64; 3])>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    for (k, [nan, pos, neg]) in counts {
+        let c = PyDict::new(py);
+        c.set_item("nan", nan)?;
+        c.set_item("inf", pos)?;
+        c.set_item("-inf", neg)?;
+        d.set_item(k.as_ref(), c)?;
+    }
+    Ok(d)
+}
+
 pub fn value_to_py(py: Python<'_>, v: &Value) -> PyResult<Py<PyAny>> {
     Ok(match v {
         Value::F64(f) => f.into_pyobject(py)?.into_any().unbind(),
@@ -226,18 +242,26 @@ impl PyRun {
     /// Commits the open row, writes everything and stops the writer. Returns the counters.
     fn _finish<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let s = py.detach(|| self.logger.finish()).py()?;
+        let nonfinite = nonfinite_dict(py, self.logger.nonfinite().into_iter())?;
         {
             let mut cur = CURRENT.write();
             if cur.as_ref().is_some_and(|c| std::ptr::eq(c.get(), self)) {
                 *cur = None;
             }
         }
-        stats_dict(py, &s)
+        let d = stats_dict(py, &s)?;
+        d.set_item("nonfinite", nonfinite)?;
+        Ok(d)
     }
 
-    /// Live counters.
+    /// Live counters, with NaN/Inf counts per key under "nonfinite".
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        stats_dict(py, &self.logger.stats())
+        let d = stats_dict(py, &self.logger.stats())?;
+        d.set_item(
+            "nonfinite",
+            nonfinite_dict(py, self.logger.nonfinite().into_iter())?,
+        )?;
+        Ok(d)
     }
 
     /// The current summary (flushes first so it includes everything logged before).
@@ -309,4 +333,30 @@ pub fn log(data: &Bound<'_, PyAny>, step: Option<i64>, commit: Option<bool>) -> 
 #[pyfunction]
 pub fn current_run(py: Python<'_>) -> Option<Py<PyRun>> {
     CURRENT.read().as_ref().map(|r| r.clone_ref(py))
+}
+
+/// Process-wide NaN replacement (ClearML's name); `None` keeps NaN. A run's own `nan_value`
+/// wins over it.
+#[pyfunction]
+#[pyo3(signature = (value=None))]
+pub fn set_reporting_nan_value(value: Option<f64>) -> PyResult<()> {
+    steplog_core::nonfinite::set_global_nan(check_replacement("nan", value)?);
+    Ok(())
+}
+
+/// Process-wide Inf replacement (ClearML's name), negated for -Inf; `None` keeps Inf.
+#[pyfunction]
+#[pyo3(signature = (value=None))]
+pub fn set_reporting_inf_value(value: Option<f64>) -> PyResult<()> {
+    steplog_core::nonfinite::set_global_inf(check_replacement("inf", value)?);
+    Ok(())
+}
+
+fn check_replacement(what: &str, value: Option<f64>) -> PyResult<Option<f64>> {
+    match value {
+        Some(v) if !v.is_finite() => Err(PyValueError::new_err(format!(
+            "set_reporting_{what}_value({v}): expected a finite number or None"
+        ))),
+        v => Ok(v),
+    }
 }
