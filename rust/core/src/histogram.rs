@@ -61,20 +61,7 @@ macro_rules! float_binner {
                 non_finite += u64::from(!x.is_finite());
             }
             if non_finite > 0 {
-                // Rare: recount apart and take the range over finite elements only.
-                (lo, hi) = (<$t>::INFINITY, <$t>::NEG_INFINITY);
-                for x in data.clone() {
-                    if x.is_finite() {
-                        lo = if x < lo { x } else { lo };
-                        hi = if x > hi { x } else { hi };
-                    } else if x.is_nan() {
-                        h.nan += 1;
-                    } else if x > 0.0 {
-                        h.pos_inf += 1;
-                    } else {
-                        h.neg_inf += 1;
-                    }
-                }
+                (lo, hi) = finite_range!(data.clone(), h, $t);
             }
             if lo > hi {
                 return h; // no finite element: an empty histogram that still counts the others
@@ -84,23 +71,18 @@ macro_rules! float_binner {
                 hi += 0.5;
             }
             let edges = $linspace(lo, hi, n);
-            let denom = hi - lo;
-            let scale = n as $t;
+            let bins = Bins {
+                lo,
+                denom: hi - lo,
+                scale: n as $t,
+                last: n - 1,
+                edges: &edges,
+            };
             let mut counts = vec![0u64; n];
-            let last = n - 1;
             for x in data {
-                if !x.is_finite() {
-                    continue;
+                if non_finite == 0 || x.is_finite() {
+                    counts[bins.index(x)] += 1;
                 }
-                let f = ((x - lo) / denom) * scale;
-                let mut i = (f as usize).min(last);
-                if i > 0 && x < edges[i] {
-                    i -= 1;
-                }
-                if i != last && x >= edges[i + 1] {
-                    i += 1;
-                }
-                counts[i] += 1;
             }
             h.counts = counts;
             h.edges = edges.into_iter().map(f64::from).collect();
@@ -108,6 +90,61 @@ macro_rules! float_binner {
         }
     };
 }
+
+/// Range over finite elements, counting the others into `h`.
+macro_rules! finite_range {
+    ($data:expr, $h:ident, $t:ty) => {{
+        let (mut lo, mut hi) = (<$t>::INFINITY, <$t>::NEG_INFINITY);
+        for x in $data {
+            if x.is_finite() {
+                lo = if x < lo { x } else { lo };
+                hi = if x > hi { x } else { hi };
+            } else if x.is_nan() {
+                $h.nan += 1;
+            } else if x > 0.0 {
+                $h.pos_inf += 1;
+            } else {
+                $h.neg_inf += 1;
+            }
+        }
+        (lo, hi)
+    }};
+}
+
+/// numpy's bin search for equal-width bins, in the data's float type.
+struct Bins<'a, T> {
+    lo: T,
+    denom: T,
+    scale: T,
+    last: usize,
+    edges: &'a [T],
+}
+
+macro_rules! bins_index {
+    ($t:ty) => {
+        impl Bins<'_, $t> {
+            /// The bin of finite `x`: `((x - lo) / denom) * n` truncated, then moved by one
+            /// where float rounding put it on the wrong side of an edge, exactly as numpy does.
+            #[inline(always)]
+            fn index(&self, x: $t) -> usize {
+                let f = ((x - self.lo) / self.denom) * self.scale;
+                self.correct(x, f as usize)
+            }
+
+            /// numpy's corrections to the truncated float index `guess`.
+            #[inline(always)]
+            fn correct(&self, x: $t, guess: usize) -> usize {
+                let mut i = guess.min(self.last);
+                i -= usize::from(i > 0 && x < self.edges[i]);
+                i += usize::from(i != self.last && x >= self.edges[i + 1]);
+                i
+            }
+        }
+    };
+}
+
+bins_index!(f32);
+bins_index!(f64);
 
 float_binner!(linspace_f64, bin_f64_iter, f64);
 float_binner!(linspace_f32, bin_f32_iter, f32);
@@ -117,15 +154,85 @@ pub fn linspace_edges(first: f64, last: f64, n: usize) -> Vec<f64> {
     linspace_f64(first, last, n)
 }
 
-/// Bins a float64 slice (see [`bin_f64_iter`]).
-pub fn bin_f64(data: &[f64], n: usize) -> Histogram {
-    bin_f64_iter(data.iter().copied(), n)
+/// Lanes the slice paths work in, so the compiler can use SIMD for the range pass and
+/// several count arrays hide the latency of repeated increments of one bin.
+const LANES: usize = 16;
+
+macro_rules! slice_binner {
+    ($bin:ident, $linspace:ident, $iter:ident, $t:ty) => {
+        /// Bins a contiguous slice: the same result as the iterator version, faster.
+        pub fn $bin(data: &[$t], n: usize) -> Histogram {
+            let chunks = data.chunks_exact(LANES);
+            let tail = chunks.remainder();
+            let mut lo = [<$t>::INFINITY; LANES];
+            let mut hi = [<$t>::NEG_INFINITY; LANES];
+            let mut bad = [0u32; LANES];
+            for c in chunks.clone() {
+                for j in 0..LANES {
+                    let x = c[j];
+                    lo[j] = if x < lo[j] { x } else { lo[j] };
+                    hi[j] = if x > hi[j] { x } else { hi[j] };
+                    bad[j] += u32::from(!x.is_finite());
+                }
+            }
+            let bad = bad.iter().map(|b| u64::from(*b)).sum::<u64>()
+                + tail.iter().filter(|x| !x.is_finite()).count() as u64;
+            if bad > 0 || data.len() >= (u32::MAX as usize) {
+                return $iter(data.iter().copied(), n);
+            }
+            let mut lo = lo
+                .iter()
+                .chain(tail)
+                .fold(<$t>::INFINITY, |a, &b| if b < a { b } else { a });
+            let mut hi = hi
+                .iter()
+                .chain(tail)
+                .fold(<$t>::NEG_INFINITY, |a, &b| if b > a { b } else { a });
+            if lo > hi {
+                return Histogram::default();
+            }
+            if lo == hi {
+                lo -= 0.5;
+                hi += 0.5;
+            }
+            let edges = $linspace(lo, hi, n);
+            let bins = Bins {
+                lo,
+                denom: hi - lo,
+                scale: n as $t,
+                last: n - 1,
+                edges: &edges,
+            };
+            let mut lanes = vec![[0u32; 4]; n];
+            for c in chunks {
+                // The float part of numpy's index for 16 elements at once (SIMD), then the
+                // edge corrections and the counting one by one.
+                let mut guess = [0i32; LANES];
+                for j in 0..LANES {
+                    guess[j] = (((c[j] - bins.lo) / bins.denom) * bins.scale) as i32;
+                }
+                for j in 0..LANES {
+                    lanes[bins.correct(c[j], guess[j] as usize)][j & 3] += 1;
+                }
+            }
+            let mut counts: Vec<u64> = lanes
+                .iter()
+                .map(|l| l.iter().map(|c| u64::from(*c)).sum())
+                .collect();
+            for &x in tail {
+                counts[bins.index(x)] += 1;
+            }
+            Histogram {
+                counts,
+                edges: edges.into_iter().map(f64::from).collect(),
+                ..Histogram::default()
+            }
+        }
+    };
 }
 
-/// Bins a float32 slice with float32 arithmetic, as numpy does for float32 arrays.
-pub fn bin_f32(data: &[f32], n: usize) -> Histogram {
-    bin_f32_iter(data.iter().copied(), n)
-}
+slice_binner!(bin_f64, linspace_f64, bin_f64_iter, f64);
+slice_binner!(bin_f32, linspace_f32, bin_f32_iter, f32);
 
 /// Bins integers as numpy does for integer arrays: float64 edges, and the range divided as an
 /// exact unsigned difference.
@@ -254,6 +361,33 @@ mod tests {
         let same = bin_int_iter([5i128; 4].into_iter(), 2);
         assert_eq!(same.edges, [4.5, 5.0, 5.5]);
         assert_eq!(same.counts, [0, 4]);
+    }
+
+    #[test]
+    fn slice_and_iterator_paths_agree() {
+        let mut state = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 11) as f64 / (1u64 << 53) as f64
+        };
+        for len in [0, 1, 15, 16, 17, 100, 1000, 4099] {
+            let data: Vec<f64> = (0..len)
+                .map(|i| (next() - 0.5) * f64::from(i % 7 + 1))
+                .collect();
+            let f32s: Vec<f32> = data.iter().map(|x| *x as f32).collect();
+            for n in [1, 5, 64, 512] {
+                assert_eq!(bin_f64(&data, n), bin_f64_iter(data.iter().copied(), n));
+                assert_eq!(bin_f32(&f32s, n), bin_f32_iter(f32s.iter().copied(), n));
+            }
+        }
+        let mut with_nan = vec![1.0f32; 40];
+        with_nan[17] = f32::NAN;
+        assert_eq!(
+            bin_f32(&with_nan, 4),
+            bin_f32_iter(with_nan.iter().copied(), 4)
+        );
     }
 
     #[test]

@@ -14,7 +14,9 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 use smallvec::SmallVec;
-use steplog_core::histogram::{bin_f32_iter, bin_f64_iter, bin_int_iter, DEFAULT_BINS};
+use steplog_core::histogram::{
+    bin_f32, bin_f32_iter, bin_f64, bin_f64_iter, bin_int_iter, DEFAULT_BINS,
+};
 use steplog_core::{Histogram, Value};
 
 use crate::histogram::PyHistogram;
@@ -241,6 +243,9 @@ trait Elem: numpy::Element + Copy + Send + Sync {
     fn bin<'a, I: Iterator<Item = &'a Self> + Clone>(data: I, n: usize) -> Histogram
     where
         Self: 'a;
+    fn bin_slice(data: &[Self], n: usize) -> Histogram {
+        Self::bin(data.iter(), n)
+    }
 }
 
 impl Elem for f64 {
@@ -253,6 +258,9 @@ impl Elem for f64 {
     fn bin<'a, I: Iterator<Item = &'a Self> + Clone>(data: I, n: usize) -> Histogram {
         bin_f64_iter(data.copied(), n)
     }
+    fn bin_slice(data: &[Self], n: usize) -> Histogram {
+        bin_f64(data, n)
+    }
 }
 
 impl Elem for f32 {
@@ -264,6 +272,9 @@ impl Elem for f32 {
     }
     fn bin<'a, I: Iterator<Item = &'a Self> + Clone>(data: I, n: usize) -> Histogram {
         bin_f32_iter(data.copied(), n)
+    }
+    fn bin_slice(data: &[Self], n: usize) -> Histogram {
+        bin_f32(data, n)
     }
 }
 
@@ -327,7 +338,7 @@ fn typed<T: Elem>(arr: &Bound<'_, PyUntypedArray>, shape: Shape) -> Option<PyRes
         Value::List(view.iter().map(|x| x.to_f64()).collect())
     } else {
         let bin = || match view.as_slice_memory_order() {
-            Some(s) => T::bin(s.iter(), bins),
+            Some(s) => T::bin_slice(s, bins),
             None => T::bin(view.iter(), bins),
         };
         // NOTE: with the GIL released another thread could write to this array while it is
