@@ -6,13 +6,17 @@
 //!   nothing written).
 //! - `commit=False` keeps the row open; `commit=True` commits it even with an explicit step.
 //!
+//! A call first stages its values ([`Accumulator::stage`]); [`Accumulator::apply`] then applies
+//! the step rule and merges them, so a call lands whole or not at all. Committed rows go into
+//! the current [`Chunk`]; the caller hands a full chunk to the ring.
+//!
 //! Invariant: a row holds at most one cell per key (a later value for the same key in the same
 //! step replaces the earlier one), and committed steps strictly increase.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
+use crate::chunk::Chunk;
+use crate::clock::Timebase;
 use crate::keys::Interner;
-use crate::value::{Cell, KeyId, Row, Value};
+use crate::value::{Cell, KeyId, Value};
 
 /// Why a `log()` call wrote nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,34 +27,40 @@ pub struct StepRejected {
     pub current: i64,
 }
 
-/// Per-run step state plus the open row.
+/// Per-run step state, the open row and the chunk of committed rows.
 #[derive(Debug)]
 pub struct Accumulator {
     interner: Interner,
+    clock: Timebase,
     step: i64,
     open: bool,
-    cells: Vec<Cell>,
-    /// key id → (row generation, index in `cells`); a slot is live when its generation matches.
+    chunk: Chunk,
+    chunk_rows: usize,
+    /// key id → (row generation, index of its cell within the open row).
     slots: Vec<(u64, u32)>,
     generation: u64,
     rejected: u64,
+    staged: Vec<(KeyId, Value)>,
 }
 
 impl Accumulator {
-    /// A fresh accumulator starting at step 0.
-    pub fn new(interner: Interner) -> Self {
+    /// A fresh accumulator starting at step 0 that fills chunks of `chunk_rows` rows.
+    pub fn new(interner: Interner, clock: Timebase, chunk_rows: usize) -> Self {
         Accumulator {
             interner,
+            clock,
             step: 0,
             open: false,
-            cells: Vec::new(),
+            chunk: Chunk::default(),
+            chunk_rows: chunk_rows.max(1),
             slots: Vec::new(),
             generation: 1,
             rejected: 0,
+            staged: Vec::new(),
         }
     }
 
-    /// The key interner (to resolve names before [`Accumulator::log`]).
+    /// The key interner.
     pub fn interner(&mut self) -> &mut Interner {
         &mut self.interner
     }
@@ -65,21 +75,28 @@ impl Accumulator {
         self.rejected
     }
 
-    /// Applies one `log()` call. `cells` are already interned and converted. Committed rows
-    /// are handed to `emit` (at most two: the row a larger step closes, and the new one when
-    /// it commits at once). `spare` supplies an empty vector for the next row, so that steady
-    /// state does not allocate.
-    pub fn log(
-        &mut self,
-        step: Option<i64>,
-        commit: Option<bool>,
-        cells: impl IntoIterator<Item = (KeyId, Value)>,
-        spare: &mut dyn FnMut() -> Vec<Cell>,
-        emit: &mut dyn FnMut(Row),
-    ) -> Result<(), StepRejected> {
+    /// Adds a value to the call being built.
+    pub fn stage(&mut self, key: KeyId, value: Value) {
+        self.staged.push((key, value));
+    }
+
+    /// What the current call staged so far.
+    pub fn staged_mut(&mut self) -> &mut [(KeyId, Value)] {
+        &mut self.staged
+    }
+
+    /// Drops what the current call staged (the call failed).
+    pub fn clear_staged(&mut self) {
+        self.staged.clear();
+    }
+
+    /// Applies the step rule to the staged values. Returns whether the chunk is full and
+    /// should be handed to the writer ([`Accumulator::swap_chunk`]).
+    pub fn apply(&mut self, step: Option<i64>, commit: Option<bool>) -> Result<bool, StepRejected> {
         if let Some(n) = step {
             if n < self.step {
                 self.rejected += 1;
+                self.staged.clear();
                 return Err(StepRejected {
                     step: n,
                     current: self.step,
@@ -87,26 +104,46 @@ impl Accumulator {
             }
             if n > self.step {
                 if self.open {
-                    self.commit(spare, emit);
+                    self.commit();
                 }
                 self.step = n;
             }
         }
         self.open = true;
-        for (key, value) in cells {
+        let mut staged = std::mem::take(&mut self.staged);
+        for (key, value) in staged.drain(..) {
             self.merge(key, value);
         }
+        self.staged = staged;
         if commit.unwrap_or(step.is_none()) {
-            self.commit(spare, emit);
+            self.commit();
         }
-        Ok(())
+        Ok(self.chunk.rows() >= self.chunk_rows)
     }
 
     /// Commits the open row, if any (used by `finish()`).
-    pub fn flush_open(&mut self, emit: &mut dyn FnMut(Row)) {
+    pub fn commit_open(&mut self) {
         if self.open {
-            self.commit(&mut Vec::new, emit);
+            self.commit();
         }
+    }
+
+    /// Replaces the chunk with `fresh` and returns its committed rows (an open row moves
+    /// to `fresh`).
+    pub fn swap_chunk(&mut self, fresh: Chunk) -> Chunk {
+        self.take_committed(fresh).unwrap_or_default()
+    }
+
+    /// Takes the committed rows out, leaving the open row (if any) in `fresh`, which becomes
+    /// the current chunk. `None` (and `fresh` dropped) when nothing is committed.
+    pub fn take_committed(&mut self, mut fresh: Chunk) -> Option<Chunk> {
+        if self.chunk.rows() == 0 {
+            return None;
+        }
+        fresh.clear();
+        let end = self.chunk.committed_end();
+        fresh.cells.extend(self.chunk.cells.drain(end..));
+        Some(std::mem::replace(&mut self.chunk, fresh))
     }
 
     fn merge(&mut self, key: KeyId, value: Value) {
@@ -114,35 +151,26 @@ impl Accumulator {
         if self.slots.len() <= k {
             self.slots.resize(k + 1, (0, 0));
         }
+        let start = self.chunk.committed_end();
         let (generation, index) = self.slots[k];
         if generation == self.generation {
-            self.cells[index as usize].value = value;
+            self.chunk.cells[start + index as usize].value = value;
         } else {
-            let index = u32::try_from(self.cells.len()).unwrap_or(u32::MAX);
+            let index = u32::try_from(self.chunk.cells.len() - start).unwrap_or(u32::MAX);
             self.slots[k] = (self.generation, index);
-            self.cells.push(Cell { key, value });
+            self.chunk.cells.push(Cell { key, value });
         }
     }
 
-    fn commit(&mut self, spare: &mut dyn FnMut() -> Vec<Cell>, emit: &mut dyn FnMut(Row)) {
-        let cells = std::mem::replace(&mut self.cells, spare());
-        emit(Row {
-            step: self.step,
-            time: now_unix_s(),
-            cells,
-        });
+    fn commit(&mut self) {
+        let end = u32::try_from(self.chunk.cells.len()).unwrap_or(u32::MAX);
+        self.chunk.steps.push(self.step);
+        self.chunk.ticks.push(self.clock.raw());
+        self.chunk.ends.push(end);
         self.step += 1;
         self.open = false;
         self.generation += 1;
     }
-}
-
-/// Seconds since the Unix epoch as a float (`_timestamp`).
-pub fn now_unix_s() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
 }
 
 #[cfg(test)]
@@ -152,13 +180,13 @@ mod tests {
 
     struct Harness {
         acc: Accumulator,
-        rows: Vec<Row>,
+        rows: Vec<(i64, Vec<(String, f64)>)>,
     }
 
     impl Harness {
         fn new() -> Self {
             Harness {
-                acc: Accumulator::new(Interner::new(KeyRegistry::new())),
+                acc: Accumulator::new(Interner::new(KeyRegistry::new()), Timebase::new(), 3),
                 rows: Vec::new(),
             }
         }
@@ -169,34 +197,40 @@ mod tests {
             step: Option<i64>,
             commit: Option<bool>,
         ) -> Result<(), StepRejected> {
-            let cells: Vec<(KeyId, Value)> = kv
-                .iter()
-                .map(|(k, v)| (self.acc.interner().intern(k).unwrap(), Value::F64(*v)))
-                .collect();
-            let rows = &mut self.rows;
-            self.acc
-                .log(step, commit, cells, &mut Vec::new, &mut |r| rows.push(r))
+            for (k, v) in kv {
+                let id = self.acc.interner().intern(k).unwrap();
+                self.acc.stage(id, Value::F64(*v));
+            }
+            if self.acc.apply(step, commit)? {
+                let full = self.acc.swap_chunk(Chunk::default());
+                self.collect(&full);
+            }
+            Ok(())
         }
 
-        /// (step, [(key name, value)]) per committed row.
-        fn table(&self) -> Vec<(i64, Vec<(String, f64)>)> {
+        fn collect(&mut self, chunk: &Chunk) {
             let reg = self.acc.interner.registry().clone();
-            self.rows
-                .iter()
-                .map(|r| {
-                    let cells = r
-                        .cells
-                        .iter()
-                        .map(|c| {
-                            (
-                                reg.name(c.key).unwrap().to_string(),
-                                c.value.as_f64().unwrap(),
-                            )
-                        })
-                        .collect();
-                    (r.step, cells)
-                })
-                .collect()
+            for r in 0..chunk.rows() {
+                let (step, _, cells) = chunk.row(r);
+                let cells = cells
+                    .iter()
+                    .map(|c| {
+                        (
+                            reg.name(c.key).unwrap().to_string(),
+                            c.value.as_f64().unwrap(),
+                        )
+                    })
+                    .collect();
+                self.rows.push((step, cells));
+            }
+        }
+
+        /// Everything committed so far, including rows still in the current chunk.
+        fn table(&mut self) -> Vec<(i64, Vec<(String, f64)>)> {
+            if let Some(c) = self.acc.take_committed(Chunk::default()) {
+                self.collect(&c);
+            }
+            self.rows.clone()
         }
     }
 
@@ -210,15 +244,17 @@ mod tests {
         h.log(&[("loss", 1.0)], None, None).unwrap();
         h.log(&[("loss", 0.5)], None, None).unwrap();
         h.log(&[("acc", 0.9)], None, None).unwrap();
+        h.log(&[("acc", 0.8)], None, None).unwrap();
         assert_eq!(
             h.table(),
             vec![
                 row(0, &[("loss", 1.0)]),
                 row(1, &[("loss", 0.5)]),
-                row(2, &[("acc", 0.9)])
+                row(2, &[("acc", 0.9)]),
+                row(3, &[("acc", 0.8)])
             ]
         );
-        assert_eq!(h.acc.step(), 3);
+        assert_eq!(h.acc.step(), 4);
     }
 
     #[test]
@@ -226,10 +262,13 @@ mod tests {
         let mut h = Harness::new();
         h.log(&[("loss", 1.0)], Some(10), None).unwrap();
         h.log(&[("acc", 0.5)], Some(10), None).unwrap();
-        assert!(h.rows.is_empty(), "explicit step must not commit by itself");
+        assert!(
+            h.table().is_empty(),
+            "explicit step must not commit by itself"
+        );
         h.log(&[("loss", 0.8)], Some(12), None).unwrap();
         assert_eq!(h.table(), vec![row(10, &[("loss", 1.0), ("acc", 0.5)])]);
-        h.acc.flush_open(&mut |r| h.rows.push(r));
+        h.acc.commit_open();
         assert_eq!(h.table()[1], row(12, &[("loss", 0.8)]));
     }
 
@@ -248,7 +287,7 @@ mod tests {
         let mut h = Harness::new();
         h.log(&[("a", 1.0)], None, Some(false)).unwrap();
         h.log(&[("b", 2.0)], None, Some(false)).unwrap();
-        assert!(h.rows.is_empty());
+        assert!(h.table().is_empty());
         h.log(&[("c", 3.0)], None, None).unwrap();
         h.log(&[("a", 4.0)], None, None).unwrap();
         assert_eq!(
@@ -258,6 +297,16 @@ mod tests {
                 row(1, &[("a", 4.0)])
             ]
         );
+    }
+
+    #[test]
+    fn the_open_row_survives_taking_committed_rows() {
+        let mut h = Harness::new();
+        h.log(&[("a", 1.0)], None, None).unwrap();
+        h.log(&[("b", 2.0)], None, Some(false)).unwrap();
+        assert_eq!(h.table(), vec![row(0, &[("a", 1.0)])]);
+        h.log(&[("b", 5.0), ("c", 3.0)], None, None).unwrap();
+        assert_eq!(h.table()[1], row(1, &[("b", 5.0), ("c", 3.0)]));
     }
 
     #[test]
@@ -283,7 +332,7 @@ mod tests {
             }
         );
         assert_eq!(h.acc.rejected(), 1);
-        h.acc.flush_open(&mut |r| h.rows.push(r));
+        h.acc.commit_open();
         assert_eq!(h.table(), vec![row(5, &[("a", 1.0)])]);
     }
 
@@ -308,11 +357,21 @@ mod tests {
     }
 
     #[test]
-    fn commits_carry_a_wall_clock_time() {
+    fn a_failed_call_leaves_nothing_behind() {
         let mut h = Harness::new();
-        let before = now_unix_s();
+        let id = h.acc.interner().intern("a").unwrap();
+        h.acc.stage(id, Value::F64(1.0));
+        h.acc.clear_staged();
+        h.log(&[("b", 2.0)], None, None).unwrap();
+        assert_eq!(h.table(), vec![row(0, &[("b", 2.0)])]);
+    }
+
+    #[test]
+    fn commits_carry_a_clock_tick() {
+        let mut h = Harness::new();
         h.log(&[("a", 1.0)], None, None).unwrap();
-        let t = h.rows[0].time;
-        assert!(t >= before && t <= now_unix_s(), "{t}");
+        h.log(&[("a", 1.0)], None, None).unwrap();
+        let c = h.acc.take_committed(Chunk::default()).unwrap();
+        assert!(c.ticks[0] <= c.ticks[1]);
     }
 }

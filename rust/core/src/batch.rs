@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use crate::keys::KeyRegistry;
 use crate::msgpack::Enc;
-use crate::value::{Histogram, KeyId, Row, Value};
+use crate::value::{Cell, Histogram, KeyId, Value};
 
 /// Scalar column types, as written in the `dtype` field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -112,32 +112,37 @@ impl Batch {
         self.bytes += 8 + le.len();
     }
 
-    /// Adds a row, taking its values; `row.cells` is left empty for reuse.
-    pub fn add(&mut self, row: &mut Row) {
+    /// Adds one row at Unix time `time`, taking the values out of `cells`.
+    pub fn add_row(&mut self, step: i64, time: f64, cells: &mut [Cell]) {
         if self.started.is_none() {
             self.started = Some(Instant::now());
         }
         self.rows += 1;
-        self.push_scalar(row.step, 0, DType::F64, &row.time.to_le_bytes());
-        for cell in row.cells.drain(..) {
-            self.max_key = self.max_key.max(cell.key);
-            match cell.value {
-                Value::F64(v) => {
-                    self.scalars += 1;
-                    self.push_scalar(row.step, cell.key, DType::F64, &v.to_le_bytes());
-                }
-                Value::I64(v) => {
-                    self.scalars += 1;
-                    self.push_scalar(row.step, cell.key, DType::I64, &v.to_le_bytes());
-                }
-                Value::Bool(v) => {
-                    self.scalars += 1;
-                    self.push_scalar(row.step, cell.key, DType::Bool, &[u8::from(v)]);
-                }
-                other => {
-                    self.bytes += other.approx_bytes() + 16;
-                    self.others.push((row.step, cell.key, other));
-                }
+        self.push_scalar(step, 0, DType::F64, &time.to_le_bytes());
+        for cell in cells {
+            let value = std::mem::replace(&mut cell.value, Value::Bool(false));
+            self.add_cell(step, cell.key, value);
+        }
+    }
+
+    fn add_cell(&mut self, step: i64, key: KeyId, value: Value) {
+        self.max_key = self.max_key.max(key);
+        match value {
+            Value::F64(v) => {
+                self.scalars += 1;
+                self.push_scalar(step, key, DType::F64, &v.to_le_bytes());
+            }
+            Value::I64(v) => {
+                self.scalars += 1;
+                self.push_scalar(step, key, DType::I64, &v.to_le_bytes());
+            }
+            Value::Bool(v) => {
+                self.scalars += 1;
+                self.push_scalar(step, key, DType::Bool, &[u8::from(v)]);
+            }
+            other => {
+                self.bytes += other.approx_bytes() + 16;
+                self.others.push((step, key, other));
             }
         }
     }

@@ -13,6 +13,8 @@
 
 pub mod accumulator;
 pub mod batch;
+pub mod chunk;
+pub mod clock;
 pub mod config;
 pub mod error;
 pub mod frame;

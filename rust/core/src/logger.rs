@@ -1,8 +1,11 @@
 //! One shard's logging front: the accumulator behind a short, uncontended lock on the caller's
 //! side, the ring, and the writer thread. This is what a Python `Run` wraps.
 //!
-//! Invariants: `log()` never does I/O and never raises because of I/O; a call either lands
-//! whole or not at all (keys are checked before anything is merged); after `finish()` every
+//! A `log()` call is a [`Call`]: it takes the lock, stages each value ([`Call::set`]), and
+//! [`Call::commit`] applies the step rule. Dropping a call without committing discards what it
+//! staged, so a call lands whole or not at all.
+//!
+//! Invariants: `log()` never does I/O and never raises because of I/O; after `finish()` every
 //! call fails with `Error::Closed`.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -10,10 +13,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crossbeam_utils::sync::Parker;
-use parking_lot::Mutex;
-use smallvec::SmallVec;
+use parking_lot::{Mutex, MutexGuard};
 
 use crate::accumulator::{Accumulator, StepRejected};
+use crate::clock::Timebase;
 use crate::config::WriterConfig;
 use crate::error::{Error, Result};
 use crate::keys::{Interner, KeyRegistry};
@@ -27,6 +30,8 @@ use crate::writer::{Shared, SharedSummary, Writer};
 
 /// Longest text value accepted, in bytes.
 pub const MAX_TEXT_BYTES: usize = 1 << 20;
+/// Rows per chunk handed to the writer (fewer for tiny queues).
+pub const CHUNK_ROWS: usize = 256;
 
 /// What happened to one `log()` call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,7 +51,7 @@ pub enum Logged {
 /// A shard being written.
 #[derive(Debug)]
 pub struct Logger {
-    acc: Mutex<Accumulator>,
+    acc: Arc<Mutex<Accumulator>>,
     ring: Arc<Ring>,
     registry: Arc<KeyRegistry>,
     stats: Arc<Stats>,
@@ -57,19 +62,94 @@ pub struct Logger {
     nonfinite: SharedCounts,
 }
 
+/// One `log()` call in progress; holds the accumulator's lock.
+pub struct Call<'a> {
+    logger: &'a Logger,
+    acc: MutexGuard<'a, Accumulator>,
+    nan: Option<f64>,
+    inf: Option<f64>,
+    has_floats: bool,
+}
+
+impl Call<'_> {
+    /// Stages `value` under `name`. Fails (naming the key) on a bad key or an oversized text;
+    /// nothing of the call is logged then.
+    pub fn set(&mut self, name: &str, value: Value) -> Result<()> {
+        if let Value::Text(t) = &value {
+            if t.len() > MAX_TEXT_BYTES {
+                return Err(Error::BadValue {
+                    key: name.chars().take(80).collect(),
+                    reason: format!(
+                        "text of {} bytes is over the {MAX_TEXT_BYTES}-byte limit",
+                        t.len()
+                    ),
+                });
+            }
+        }
+        let key = self.acc.interner().intern(name)?;
+        self.has_floats |= matches!(value, Value::F64(_) | Value::List(_));
+        self.acc.stage(key, value);
+        Ok(())
+    }
+
+    /// Applies the step rule to what was staged and hands a full chunk to the writer.
+    pub fn commit(mut self, step: Option<i64>, commit: Option<bool>) -> Logged {
+        if self.has_floats && step.is_none_or(|n| n >= self.acc.step()) {
+            // Counted here, once per call that lands, then substituted if asked.
+            let (nan, inf, counts) = (self.nan, self.inf, &self.logger.nonfinite);
+            for (key, value) in self.acc.staged_mut() {
+                crate::nonfinite::apply(value, *key, nan, inf, counts);
+            }
+        }
+        match self.acc.apply(step, commit) {
+            Ok(full) => {
+                if full {
+                    let chunk = self.acc.swap_chunk(self.logger.ring.spare());
+                    self.logger.ring.push(Item::Chunk(chunk));
+                }
+                Logged::Accepted
+            }
+            Err(rejected) => {
+                let n = self
+                    .logger
+                    .stats
+                    .steps_rejected
+                    .fetch_add(1, Ordering::Relaxed);
+                Logged::Rejected {
+                    rejected,
+                    first: n == 0,
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Call<'_> {
+    fn drop(&mut self) {
+        self.acc.clear_staged();
+    }
+}
+
 impl Logger {
     /// Starts a shard on `sink`: writes its header and starts the writer thread.
     pub fn start(sink: Box<dyn Sink>, info: &ShardInfo, config: WriterConfig) -> Result<Self> {
         let stats = Arc::new(Stats::default());
         let registry = KeyRegistry::new();
         let parker = Parker::new();
+        let chunk_rows = CHUNK_ROWS.min((config.queue_capacity / 4).max(1));
         let ring = Arc::new(Ring::new(
-            config.queue_capacity,
+            (config.queue_capacity / chunk_rows).max(2),
             config.overflow,
             Duration::from_secs_f64(config.block_timeout_s),
             parker.unparker().clone(),
             stats.clone(),
         ));
+        let timebase = Timebase::new();
+        let acc = Arc::new(Mutex::new(Accumulator::new(
+            Interner::new(registry.clone()),
+            timebase.clone(),
+            chunk_rows,
+        )));
         let summary = SharedSummary::default();
         let nonfinite = SharedCounts::default();
         let writer = Writer::start(
@@ -83,10 +163,12 @@ impl Logger {
                 stats: stats.clone(),
                 summary: summary.clone(),
                 nonfinite: nonfinite.clone(),
+                acc: acc.clone(),
+                timebase,
             },
         )?;
         Ok(Logger {
-            acc: Mutex::new(Accumulator::new(Interner::new(registry.clone()))),
+            acc,
             ring,
             registry,
             stats,
@@ -103,6 +185,21 @@ impl Logger {
         &self.config
     }
 
+    /// Starts a `log()` call (takes the accumulator's lock until the call ends).
+    pub fn call(&self) -> Result<Call<'_>> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
+        let (global_nan, global_inf) = crate::nonfinite::global();
+        Ok(Call {
+            logger: self,
+            acc: self.acc.lock(),
+            nan: self.config.nan_value.or(global_nan),
+            inf: self.config.inf_value.or(global_inf),
+            has_floats: false,
+        })
+    }
+
     /// Applies one `log()` call: `cells` are flattened key names and converted values.
     pub fn log<'a>(
         &self,
@@ -110,44 +207,11 @@ impl Logger {
         commit: Option<bool>,
         cells: impl IntoIterator<Item = (&'a str, Value)>,
     ) -> Result<Logged> {
-        if self.closed.load(Ordering::Acquire) {
-            return Err(Error::Closed);
+        let mut call = self.call()?;
+        for (name, value) in cells {
+            call.set(name, value)?;
         }
-        let mut acc = self.acc.lock();
-        let mut interned: SmallVec<[(KeyId, Value); 16]> = SmallVec::new();
-        let (global_nan, global_inf) = crate::nonfinite::global();
-        let nan = self.config.nan_value.or(global_nan);
-        let inf = self.config.inf_value.or(global_inf);
-        for (name, mut value) in cells {
-            if let Value::Text(t) = &value {
-                if t.len() > MAX_TEXT_BYTES {
-                    return Err(Error::BadValue {
-                        key: name.chars().take(80).collect(),
-                        reason: format!(
-                            "text of {} bytes is over the {MAX_TEXT_BYTES}-byte limit",
-                            t.len()
-                        ),
-                    });
-                }
-            }
-            let key = acc.interner().intern(name)?;
-            crate::nonfinite::apply(&mut value, key, nan, inf, &self.nonfinite);
-            interned.push((key, value));
-        }
-        let ring = &self.ring;
-        let result = acc.log(step, commit, interned, &mut || ring.spare(), &mut |row| {
-            ring.push(Item::Row(row));
-        });
-        Ok(match result {
-            Ok(()) => Logged::Accepted,
-            Err(rejected) => {
-                let n = self.stats.steps_rejected.fetch_add(1, Ordering::Relaxed);
-                Logged::Rejected {
-                    rejected,
-                    first: n == 0,
-                }
-            }
-        })
+        Ok(call.commit(step, commit))
     }
 
     /// The step the next committing `log()` without `step=` writes.
@@ -155,12 +219,23 @@ impl Logger {
         self.acc.lock().step()
     }
 
+    /// Hands the committed rows still on the callers' side to the writer.
+    fn hand_over(&self, acc: &mut Accumulator) {
+        if let Some(chunk) = acc.take_committed(self.ring.spare()) {
+            self.ring.push(Item::Chunk(chunk));
+        }
+    }
+
     /// Sets a summary value (`run.summary[key] = value`); later logs of the key replace it.
     pub fn set_summary(&self, key: &str, value: Value) -> Result<()> {
         if self.closed.load(Ordering::Acquire) {
             return Err(Error::Closed);
         }
-        let id = self.acc.lock().interner().intern(key)?;
+        let mut acc = self.acc.lock();
+        let id = acc.interner().intern(key)?;
+        // NOTE: rows logged before this call must reach the writer before it, or they would
+        // overwrite the new value.
+        self.hand_over(&mut acc);
         if self.ring.push_waiting(Item::SummarySet(id, value)) {
             Ok(())
         } else {
@@ -180,12 +255,13 @@ impl Logger {
             .collect()
     }
 
-    /// Writes everything logged before this call (from this thread), waiting at most
-    /// `timeout`. Background errors are reported by [`Logger::stats`], not here.
+    /// Writes every row committed before this call, waiting at most `timeout`. Background
+    /// errors are reported by [`Logger::stats`], not here.
     pub fn flush(&self, timeout: Duration) -> Result<()> {
         if self.closed.load(Ordering::Acquire) {
             return Ok(());
         }
+        self.hand_over(&mut self.acc.lock());
         self.writer.flush(timeout)
     }
 
@@ -195,10 +271,8 @@ impl Logger {
         if !self.closed.swap(true, Ordering::AcqRel) {
             {
                 let mut acc = self.acc.lock();
-                let ring = &self.ring;
-                acc.flush_open(&mut |row| {
-                    ring.push(Item::Row(row));
-                });
+                acc.commit_open();
+                self.hand_over(&mut acc);
             }
             self.writer
                 .shutdown(Duration::from_secs_f64(self.config.finish_timeout_s))?;

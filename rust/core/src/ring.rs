@@ -1,8 +1,8 @@
 //! The bounded, lock-free hand-off between callers and the writer: crossbeam's `ArrayQueue`
-//! (Vyukov's bounded MPMC queue) of owned items, plus a pool that returns the writer's emptied
-//! row vectors to callers so steady-state logging does not allocate.
+//! (Vyukov's bounded MPMC queue) of owned chunks of rows, plus a pool that returns the
+//! writer's emptied chunks to callers so steady-state logging does not allocate.
 //!
-//! Invariants: producers never do I/O and never take a lock; every item that does not reach
+//! Invariants: producers never do I/O and never take a lock; every row that does not reach
 //! the writer is counted in `Stats::rows_dropped`; a `block` wait is bounded.
 
 use std::sync::atomic::Ordering::Relaxed;
@@ -13,18 +13,21 @@ use crossbeam_queue::ArrayQueue;
 use crossbeam_utils::sync::Unparker;
 use crossbeam_utils::Backoff;
 
+use crate::chunk::Chunk;
 use crate::config::OverflowPolicy;
 use crate::stats::Stats;
-use crate::value::{Cell, Item};
+use crate::value::Item;
 
-/// Capacity of the pool of recycled row vectors.
-const POOL_CAPACITY: usize = 1024;
+/// Capacity of the pool of recycled chunks.
+const POOL_CAPACITY: usize = 64;
+/// Largest chunk allocation worth recycling.
+const POOL_MAX_BYTES: usize = 4 << 20;
 
 /// Bounded queue from the callers to the writer thread.
 #[derive(Debug)]
 pub struct Ring {
     items: ArrayQueue<Item>,
-    pool: ArrayQueue<Vec<Cell>>,
+    pool: ArrayQueue<Chunk>,
     policy: OverflowPolicy,
     block_timeout: Duration,
     wake_at: usize,
@@ -33,7 +36,7 @@ pub struct Ring {
 }
 
 impl Ring {
-    /// A ring of `capacity` items that wakes `writer` when it is a quarter full.
+    /// A ring of `capacity` chunks that wakes `writer` when it is a quarter full.
     pub fn new(
         capacity: usize,
         policy: OverflowPolicy,
@@ -54,10 +57,10 @@ impl Ring {
 
     /// Queues `item` under the overflow policy. Returns `false` when it was dropped.
     pub fn push(&self, item: Item) -> bool {
-        let is_row = matches!(item, Item::Row(_));
+        let rows = rows_of(&item);
         let item = match self.items.push(item) {
             Ok(()) => {
-                self.stats.rows_queued.fetch_add(u64::from(is_row), Relaxed);
+                self.stats.rows_queued.fetch_add(rows, Relaxed);
                 if self.items.len() >= self.wake_at {
                     self.writer.unpark();
                 }
@@ -72,30 +75,30 @@ impl Ring {
                 false
             }
             OverflowPolicy::DropOldest => {
-                self.stats.rows_queued.fetch_add(u64::from(is_row), Relaxed);
+                self.stats.rows_queued.fetch_add(rows, Relaxed);
                 if let Some(old) = self.items.force_push(item) {
                     self.drop_item(old);
                 }
                 true
             }
-            OverflowPolicy::Block => self.push_blocking(item, is_row),
+            OverflowPolicy::Block => self.push_blocking(item, rows),
         }
     }
 
     /// Queues `item`, waiting for space up to the block timeout whatever the policy (for
     /// rare items that must not be dropped lightly, such as summary overrides).
     pub fn push_waiting(&self, item: Item) -> bool {
-        let is_row = matches!(item, Item::Row(_));
-        self.push_blocking(item, is_row)
+        let rows = rows_of(&item);
+        self.push_blocking(item, rows)
     }
 
-    fn push_blocking(&self, mut item: Item, is_row: bool) -> bool {
+    fn push_blocking(&self, mut item: Item, rows: u64) -> bool {
         let deadline = Instant::now() + self.block_timeout;
         let backoff = Backoff::new();
         loop {
             match self.items.push(item) {
                 Ok(()) => {
-                    self.stats.rows_queued.fetch_add(u64::from(is_row), Relaxed);
+                    self.stats.rows_queued.fetch_add(rows, Relaxed);
                     return true;
                 }
                 Err(back) => item = back,
@@ -115,9 +118,11 @@ impl Ring {
 
     fn drop_item(&self, item: Item) {
         match item {
-            Item::Row(row) => {
-                self.stats.rows_dropped.fetch_add(1, Relaxed);
-                self.recycle(row.cells);
+            Item::Chunk(chunk) => {
+                self.stats
+                    .rows_dropped
+                    .fetch_add(chunk.rows() as u64, Relaxed);
+                self.recycle(chunk);
             }
             Item::SummarySet(..) => {
                 self.stats.summary_dropped.fetch_add(1, Relaxed);
@@ -140,16 +145,17 @@ impl Ring {
         self.items.is_empty()
     }
 
-    /// Returns an emptied row vector to the pool (the writer calls this).
-    pub fn recycle(&self, mut cells: Vec<Cell>) {
-        if cells.capacity() > 0 && cells.capacity() <= 4096 {
-            cells.clear();
-            let _ = self.pool.push(cells);
+    /// Returns a chunk to the pool (the writer calls this once it has taken the values).
+    pub fn recycle(&self, mut chunk: Chunk) {
+        let bytes = chunk.capacity_bytes();
+        if bytes > 0 && bytes <= POOL_MAX_BYTES {
+            chunk.clear();
+            let _ = self.pool.push(chunk);
         }
     }
 
-    /// An empty row vector, recycled when one is available.
-    pub fn spare(&self) -> Vec<Cell> {
+    /// An empty chunk, recycled when one is available.
+    pub fn spare(&self) -> Chunk {
         self.pool.pop().unwrap_or_default()
     }
 
@@ -159,16 +165,24 @@ impl Ring {
     }
 }
 
+fn rows_of(item: &Item) -> u64 {
+    match item {
+        Item::Chunk(c) => c.rows() as u64,
+        Item::SummarySet(..) => 0,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::value::{Row, Value};
+    use crate::value::{Cell, Value};
     use crossbeam_utils::sync::Parker;
 
     fn row(step: i64) -> Item {
-        Item::Row(Row {
-            step,
-            time: 0.0,
+        Item::Chunk(Chunk {
+            steps: vec![step],
+            ticks: vec![0],
+            ends: vec![1],
             cells: vec![Cell {
                 key: 1,
                 value: Value::F64(step as f64),
@@ -192,7 +206,7 @@ mod tests {
     fn steps(r: &Ring) -> Vec<i64> {
         std::iter::from_fn(|| r.pop())
             .map(|i| match i {
-                Item::Row(r) => r.step,
+                Item::Chunk(c) => c.steps[0],
                 Item::SummarySet(..) => -1,
             })
             .collect()
@@ -242,8 +256,8 @@ mod tests {
             std::thread::spawn(move || {
                 let mut seen = Vec::new();
                 while seen.len() < 3 {
-                    if let Some(Item::Row(row)) = r.pop() {
-                        seen.push(row.step);
+                    if let Some(Item::Chunk(c)) = r.pop() {
+                        seen.push(c.steps[0]);
                     }
                 }
                 seen
@@ -254,15 +268,14 @@ mod tests {
     }
 
     #[test]
-    fn recycled_vectors_come_back_empty() {
+    fn recycled_chunks_come_back_empty_with_their_capacity() {
         let (r, _) = ring(4, OverflowPolicy::Block);
-        let mut v = Vec::with_capacity(8);
-        v.push(Cell {
-            key: 1,
-            value: Value::I64(1),
-        });
-        r.recycle(v);
+        let Item::Chunk(c) = row(3) else {
+            unreachable!()
+        };
+        r.recycle(c);
         let back = r.spare();
-        assert!(back.is_empty() && back.capacity() >= 8);
+        assert_eq!(back.rows(), 0);
+        assert!(back.cells.is_empty() && back.cells.capacity() >= 1);
     }
 }

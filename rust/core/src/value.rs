@@ -67,22 +67,11 @@ pub struct Cell {
     pub value: Value,
 }
 
-/// One committed step: what the accumulator hands to the ring.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Row {
-    /// The step (`_step`).
-    pub step: i64,
-    /// Wall-clock time of the commit in seconds since the Unix epoch (`_timestamp`).
-    pub time: f64,
-    /// The values, at most one per key.
-    pub cells: Vec<Cell>,
-}
-
 /// What travels through the ring to the writer.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Item {
-    /// A committed row.
-    Row(Row),
+    /// Committed rows.
+    Chunk(crate::chunk::Chunk),
     /// `run.summary[key] = value`.
     SummarySet(KeyId, Value),
 }

@@ -14,8 +14,10 @@ use std::time::{Duration, Instant};
 use crossbeam_utils::sync::Parker;
 use parking_lot::{Condvar, Mutex};
 
-use crate::accumulator::now_unix_s;
+use crate::accumulator::Accumulator;
 use crate::batch::Batch;
+use crate::chunk::Chunk;
+use crate::clock::{unix_now as now_unix_s, Timebase};
 use crate::config::WriterConfig;
 use crate::error::{Error, Result};
 use crate::frame::{self, Kind};
@@ -54,6 +56,10 @@ pub struct Shared {
     pub summary: SharedSummary,
     /// NaN/Inf counts per key, written into the close frame.
     pub nonfinite: SharedCounts,
+    /// The callers' accumulator, whose committed rows the writer takes at each tick.
+    pub acc: Arc<Mutex<Accumulator>>,
+    /// Turns row clock ticks into Unix time.
+    pub timebase: Timebase,
 }
 
 /// A running writer thread.
@@ -82,6 +88,8 @@ struct State {
     summary_dirty: bool,
     shared_summary: SharedSummary,
     nonfinite: SharedCounts,
+    acc: Arc<Mutex<Accumulator>>,
+    timebase: Timebase,
     dropped_reported: u64,
     failed_unreported: u64,
     unsynced: bool,
@@ -103,6 +111,8 @@ impl Writer {
             stats,
             summary: shared_summary,
             nonfinite,
+            acc,
+            timebase,
         } = shared;
         let control = Arc::new(Control::default());
         let compressor = zstd::bulk::Compressor::new(config.zstd_level).ok();
@@ -124,6 +134,8 @@ impl Writer {
             summary_dirty: false,
             shared_summary,
             nonfinite,
+            acc,
+            timebase,
             dropped_reported: 0,
             failed_unreported: 0,
             unsynced: false,
@@ -195,6 +207,7 @@ impl State {
             let shutting = self.control.shutdown.load(Ordering::Acquire);
             let requested = self.control.flush_requested.load(Ordering::Acquire);
             self.drain();
+            self.steal();
             let due = self
                 .batch
                 .started()
@@ -230,24 +243,54 @@ impl State {
     fn drain(&mut self) {
         while let Some(item) = self.ring.pop() {
             match item {
-                Item::Row(mut row) => {
-                    for cell in &row.cells {
-                        if let Value::F64(_) | Value::I64(_) | Value::Bool(_) | Value::Text(_) =
-                            cell.value
-                        {
-                            self.set_summary(cell.key, cell.value.clone());
-                        }
-                    }
-                    self.batch.add(&mut row);
-                    self.ring.recycle(row.cells);
-                    if self.batch.rows() >= self.config.batch_max_rows
-                        || self.batch.bytes() >= self.config.batch_max_bytes
-                    {
-                        self.write_batch();
-                    }
-                }
+                Item::Chunk(chunk) => self.take_chunk(chunk),
                 Item::SummarySet(key, value) => self.set_summary(key, value),
             }
+        }
+    }
+
+    fn take_chunk(&mut self, mut chunk: Chunk) {
+        for cell in &chunk.cells {
+            if let Value::F64(_) | Value::I64(_) | Value::Bool(_) | Value::Text(_) = cell.value {
+                self.set_summary(cell.key, cell.value.clone());
+            }
+        }
+        let mut start = 0;
+        for r in 0..chunk.rows() {
+            let end = chunk.ends[r] as usize;
+            let row = &mut chunk.cells[start..end];
+            // A row that would push the batch past its byte limit starts a new batch, so one
+            // huge row never takes ordinary rows down with it.
+            if self.batch.rows() > 0 {
+                let bytes: usize = row.iter().map(|c| c.value.approx_bytes() + 16).sum();
+                if self.batch.bytes() + bytes > self.config.batch_max_bytes {
+                    self.write_batch();
+                }
+            }
+            let time = self.timebase.unix(chunk.ticks[r]);
+            self.batch.add_row(chunk.steps[r], time, row);
+            start = end;
+            if self.batch.rows() >= self.config.batch_max_rows
+                || self.batch.bytes() >= self.config.batch_max_bytes
+            {
+                self.write_batch();
+            }
+        }
+        self.ring.recycle(chunk);
+    }
+
+    /// Takes rows committed on the callers' side that have not filled a chunk yet, so that
+    /// they reach the file within the flush interval. Skipped when a caller holds the lock.
+    fn steal(&mut self) {
+        let taken = match self.acc.try_lock() {
+            Some(mut acc) => acc.take_committed(self.ring.spare()),
+            None => None,
+        };
+        if let Some(chunk) = taken {
+            self.stats
+                .rows_queued
+                .fetch_add(chunk.rows() as u64, Ordering::Relaxed);
+            self.take_chunk(chunk);
         }
     }
 
@@ -384,6 +427,7 @@ impl State {
 
     fn close(&mut self) {
         self.drain();
+        self.steal();
         self.write_batch();
         let s = self.stats.snapshot();
         let nonfinite = self

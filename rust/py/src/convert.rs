@@ -17,7 +17,10 @@ use smallvec::SmallVec;
 use steplog_core::histogram::{
     bin_f32, bin_f32_iter, bin_f64, bin_f64_iter, bin_int_iter, DEFAULT_BINS,
 };
+use steplog_core::logger::Call;
 use steplog_core::{Histogram, Value};
+
+use crate::errors::IntoPy;
 
 use crate::histogram::PyHistogram;
 
@@ -47,6 +50,50 @@ impl KeyName<'_> {
 /// The cells of one call, on the stack for up to 16 keys.
 pub type Cells<'py> = SmallVec<[(KeyName<'py>, Value); 16]>;
 
+/// Stages the values of `data` into `call` when every one of them is a plain float, int,
+/// bool, str or a dict of those; returns `Ok(false)` at the first other value (the caller then
+/// takes the general path). Runs no Python code, so it is safe under the accumulator's lock.
+pub fn stage_plain(
+    call: &mut Call<'_>,
+    data: &Bound<'_, PyDict>,
+    prefix: Option<&str>,
+) -> PyResult<bool> {
+    for (k, v) in data.iter() {
+        let Ok(k) = k.cast::<PyString>() else {
+            return Err(bad_key(prefix));
+        };
+        let value = if let Ok(f) = v.cast::<PyFloat>() {
+            Value::F64(f.value())
+        } else if let Ok(b) = v.cast_exact::<PyBool>() {
+            Value::Bool(b.is_true())
+        } else if let Ok(i) = v.cast::<PyInt>() {
+            match i.extract::<i64>() {
+                Ok(i) => Value::I64(i),
+                Err(_) => return Ok(false),
+            }
+        } else if let Ok(s) = v.cast::<PyString>() {
+            Value::Text(s.to_str()?.into())
+        } else if let Ok(d) = v.cast::<PyDict>() {
+            let name = match prefix {
+                None => k.to_str()?.to_string(),
+                Some(p) => format!("{p}/{}", k.to_str()?),
+            };
+            if !stage_plain(call, d, Some(&name))? {
+                return Ok(false);
+            }
+            continue;
+        } else {
+            return Ok(false);
+        };
+        let staged = match prefix {
+            None => call.set(k.to_str()?, value),
+            Some(p) => call.set(&format!("{p}/{}", k.to_str()?), value),
+        };
+        staged.py()?;
+    }
+    Ok(true)
+}
+
 /// Flattens `data` into `out`, converting every value. Fails on the first bad key or value,
 /// naming it, before anything is logged.
 pub fn flatten<'py>(data: &Bound<'py, PyDict>, out: &mut Cells<'py>) -> PyResult<()> {
@@ -67,7 +114,7 @@ fn flatten_into<'py>(
     }
     for (k, v) in data.iter() {
         let Ok(k) = k.cast_into::<PyString>() else {
-            return Err(bad_key(&data.py(), prefix));
+            return Err(bad_key(prefix));
         };
         let name = match prefix {
             None => KeyName::Py(k),
@@ -84,7 +131,7 @@ fn flatten_into<'py>(
     Ok(())
 }
 
-fn bad_key(_py: &Python<'_>, prefix: Option<&str>) -> PyErr {
+fn bad_key(prefix: Option<&str>) -> PyErr {
     match prefix {
         None => PyTypeError::new_err("steplog.log: keys must be str"),
         Some(p) => PyTypeError::new_err(format!("steplog.log: keys must be str (under {p:?})")),

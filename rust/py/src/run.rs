@@ -14,7 +14,7 @@ use steplog_core::{
 
 use smallvec::SmallVec;
 
-use crate::convert::{flatten, to_value, Cells, KeyName};
+use crate::convert::{flatten, stage_plain, to_value, Cells, KeyName};
 use crate::errors::{IntoPy, SteplogWarning};
 
 /// The run that module-level `steplog.log()` writes to.
@@ -149,28 +149,40 @@ impl PyRun {
         commit: Option<bool>,
     ) -> PyResult<()> {
         let py = data.py();
-        let dict = match data.cast::<PyDict>() {
-            Ok(d) => d.clone(),
-            Err(_) => {
-                return Err(PyTypeError::new_err(format!(
-                    "steplog.log: expected a dict of metrics, got {}",
-                    data.get_type().name()?
-                )))
+        let Ok(dict) = data.cast::<PyDict>() else {
+            return Err(PyTypeError::new_err(format!(
+                "steplog.log: expected a dict of metrics, got {}",
+                data.get_type().name()?
+            )));
+        };
+        // Fast path: plain numbers, text and nested dicts are converted while the call holds
+        // the accumulator (no Python code can run there). Anything else is converted first,
+        // outside the lock, by the general path.
+        let fast = {
+            let mut call = self.logger.call().py()?;
+            if stage_plain(&mut call, dict, None)? {
+                Some(call.commit(step, commit))
+            } else {
+                None
             }
         };
-        let mut cells = Cells::new();
-        flatten(&dict, &mut cells)?;
-        let (names, values): (SmallVec<[KeyName<'_>; 16]>, SmallVec<[Value; 16]>) =
-            cells.into_iter().unzip();
-        let mut keys = SmallVec::<[&str; 16]>::new();
-        for k in &names {
-            keys.push(k.as_str()?);
-        }
-        match self
-            .logger
-            .log(step, commit, keys.into_iter().zip(values))
-            .py()?
-        {
+        let logged = match fast {
+            Some(logged) => logged,
+            None => {
+                let mut cells = Cells::new();
+                flatten(dict, &mut cells)?;
+                let (names, values): (SmallVec<[KeyName<'_>; 16]>, SmallVec<[Value; 16]>) =
+                    cells.into_iter().unzip();
+                let mut keys = SmallVec::<[&str; 16]>::new();
+                for k in &names {
+                    keys.push(k.as_str()?);
+                }
+                self.logger
+                    .log(step, commit, keys.into_iter().zip(values))
+                    .py()?
+            }
+        };
+        match logged {
             Logged::Accepted => Ok(()),
             Logged::Rejected { rejected, first } => {
                 if first {

@@ -1,0 +1,69 @@
+//! Row timestamps. The caller's side reads a raw counter (the TSC where it is invariant,
+//! through `quanta`, a few nanoseconds); the writer turns it into Unix seconds against a base
+//! taken when the shard started.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// A raw clock plus the Unix time at one of its readings.
+#[derive(Debug, Clone)]
+pub struct Timebase {
+    clock: quanta::Clock,
+    raw0: u64,
+    unix0: f64,
+}
+
+impl Timebase {
+    /// Reads both clocks now.
+    pub fn new() -> Self {
+        let clock = quanta::Clock::new();
+        let raw0 = clock.raw();
+        Timebase {
+            clock,
+            raw0,
+            unix0: unix_now(),
+        }
+    }
+
+    /// A raw reading, cheap enough for every row.
+    #[inline]
+    pub fn raw(&self) -> u64 {
+        self.clock.raw()
+    }
+
+    /// Unix seconds at raw reading `raw`.
+    pub fn unix(&self, raw: u64) -> f64 {
+        self.unix0 + self.clock.delta_as_nanos(self.raw0, raw) as f64 * 1e-9
+    }
+}
+
+impl Default for Timebase {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Seconds since the Unix epoch as a float.
+pub fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn raw_readings_map_to_unix_time() {
+        let tb = Timebase::new();
+        let before = unix_now();
+        let r = tb.raw();
+        let after = unix_now();
+        let t = tb.unix(r);
+        assert!(
+            t >= before - 0.01 && t <= after + 0.01,
+            "{before} {t} {after}"
+        );
+    }
+}
