@@ -17,10 +17,12 @@ use crate::accumulator::{Accumulator, StepRejected};
 use crate::config::WriterConfig;
 use crate::error::{Error, Result};
 use crate::keys::{Interner, KeyRegistry};
+use crate::metric::{MetricDef, MetricDefs};
 use crate::ring::Ring;
 use crate::shard::ShardInfo;
 use crate::sink::Sink;
 use crate::stats::{Stats, StatsSnapshot};
+use crate::summary::SummaryValue;
 use crate::value::{Item, KeyId, Value};
 use crate::writer::{Shared, SharedSummary, Writer};
 
@@ -51,6 +53,8 @@ pub struct Logger {
     stats: Arc<Stats>,
     writer: Writer,
     summary: SharedSummary,
+    /// A copy of the definitions sent to the writer, for a process that starts another shard.
+    defs: Mutex<MetricDefs>,
     config: WriterConfig,
     closed: AtomicBool,
 }
@@ -88,6 +92,7 @@ impl Logger {
             stats,
             writer,
             summary,
+            defs: Mutex::new(MetricDefs::default()),
             config,
             closed: AtomicBool::new(false),
         })
@@ -151,7 +156,28 @@ impl Logger {
             return Err(Error::Closed);
         }
         let id = self.acc.lock().interner().intern(key)?;
-        if self.ring.push_waiting(Item::SummarySet(id, value)) {
+        self.push_control(Item::SummarySet(id, value))
+    }
+
+    /// Defines a metric (`define_metric`): its summary statistics and goal apply to the keys
+    /// it matches, logged before or after; the most recent matching definition wins.
+    pub fn define_metric(&self, def: MetricDef) -> Result<()> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
+        let mut defs = self.defs.lock();
+        self.push_control(Item::Define(Box::new(def.clone())))?;
+        defs.define(def);
+        Ok(())
+    }
+
+    /// The metric definitions made so far, oldest first (to carry them into another shard).
+    pub fn metric_definitions(&self) -> MetricDefs {
+        self.defs.lock().clone()
+    }
+
+    fn push_control(&self, item: Item) -> Result<()> {
+        if self.ring.push_waiting(item) {
             Ok(())
         } else {
             Err(Error::Timeout {
@@ -162,7 +188,7 @@ impl Logger {
     }
 
     /// The summary as of the last write (call [`Logger::flush`] first for an exact view).
-    pub fn summary(&self) -> Vec<(Arc<str>, Value)> {
+    pub fn summary(&self) -> Vec<(Arc<str>, SummaryValue)> {
         self.summary
             .lock()
             .iter()

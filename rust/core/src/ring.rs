@@ -119,7 +119,7 @@ impl Ring {
                 self.stats.rows_dropped.fetch_add(1, Relaxed);
                 self.recycle(row.cells);
             }
-            Item::SummarySet(..) => {
+            Item::SummarySet(..) | Item::Define(_) => {
                 self.stats.summary_dropped.fetch_add(1, Relaxed);
             }
         }
@@ -193,7 +193,7 @@ mod tests {
         std::iter::from_fn(|| r.pop())
             .map(|i| match i {
                 Item::Row(r) => r.step,
-                Item::SummarySet(..) => -1,
+                Item::SummarySet(..) | Item::Define(_) => -1,
             })
             .collect()
     }

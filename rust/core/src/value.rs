@@ -85,4 +85,6 @@ pub enum Item {
     Row(Row),
     /// `run.summary[key] = value`.
     SummarySet(KeyId, Value),
+    /// `define_metric(...)`.
+    Define(Box<crate::metric::MetricDef>),
 }
