@@ -19,7 +19,7 @@ from ._core import (
     log,
 )
 from ._reader import RunReader, open
-from ._run import Run, Summary, current, finish, init
+from ._run import Run, Summary, current, define_metric, finish, init
 
 __all__ = [
     "ClosedError",
@@ -33,6 +33,7 @@ __all__ = [
     "Summary",
     "__version__",
     "current",
+    "define_metric",
     "finish",
     "init",
     "log",
