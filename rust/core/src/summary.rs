@@ -8,7 +8,6 @@
 //! shows the key's whole history; an override shows until the key is logged again.
 
 use std::borrow::Cow;
-use std::cmp::Ordering;
 
 use crate::keys::KeyRegistry;
 use crate::metric::{Goal, MetricDef, MetricDefs, Stat};
@@ -25,13 +24,48 @@ pub enum SummaryValue {
     Stats(Vec<(Cow<'static, str>, Value)>),
 }
 
+/// A number as logged, with its type. `Copy`, so keeping min and max never allocates.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Num {
+    F64(f64),
+    I64(i64),
+    Bool(bool),
+}
+
+impl Num {
+    fn f64(self) -> f64 {
+        match self {
+            Num::F64(v) => v,
+            Num::I64(v) => v as f64,
+            Num::Bool(v) => f64::from(u8::from(v)),
+        }
+    }
+
+    /// Orders two numbers: exactly for two integers, else as float64.
+    fn less(self, other: Num) -> bool {
+        match (self, other) {
+            (Num::I64(a), Num::I64(b)) => a < b,
+            _ => self.f64() < other.f64(),
+        }
+    }
+
+    fn value(self) -> Value {
+        match self {
+            Num::F64(v) => Value::F64(v),
+            Num::I64(v) => Value::I64(v),
+            Num::Bool(v) => Value::Bool(v),
+        }
+    }
+}
+
 /// Running statistics of one key.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct KeyStats {
     first: Option<Value>,
     last: Option<Value>,
-    min: Option<Value>,
-    max: Option<Value>,
+    /// Smallest and largest non-NaN number; meaningful once `count > 0`.
+    min: Num,
+    max: Num,
     /// Neumaier-compensated sum of the non-NaN numbers, and their count.
     sum: f64,
     compensation: f64,
@@ -39,43 +73,55 @@ pub struct KeyStats {
     overridden: Option<Value>,
 }
 
-/// Orders two numbers: exactly for two integers, else as float64.
-fn compare(a: &Value, b: &Value) -> Option<Ordering> {
-    match (a, b) {
-        (Value::I64(x), Value::I64(y)) => Some(x.cmp(y)),
-        _ => a.as_f64()?.partial_cmp(&b.as_f64()?),
+impl Default for KeyStats {
+    fn default() -> Self {
+        KeyStats {
+            first: None,
+            last: None,
+            min: Num::F64(f64::NAN),
+            max: Num::F64(f64::NAN),
+            sum: 0.0,
+            compensation: 0.0,
+            count: 0,
+            overridden: None,
+        }
     }
 }
 
 impl KeyStats {
     /// Takes one logged value. Lists and histograms have no summary and are ignored.
     pub fn observe(&mut self, value: &Value) {
-        let x = match value {
-            Value::List(_) | Value::Histogram(_) => return,
+        let num = match *value {
+            Value::F64(v) => Some(Num::F64(v)),
+            Value::I64(v) => Some(Num::I64(v)),
+            Value::Bool(v) => Some(Num::Bool(v)),
             Value::Text(_) => None,
-            v => v.as_f64(),
+            Value::List(_) | Value::Histogram(_) => return,
         };
-        self.overridden = None;
+        if self.overridden.is_some() {
+            self.overridden = None;
+        }
         if self.first.is_none() {
             self.first = Some(value.clone());
         }
-        self.last = Some(value.clone());
-        let Some(x) = x.filter(|x| !x.is_nan()) else {
-            return;
-        };
-        if self
-            .min
-            .as_ref()
-            .is_none_or(|m| compare(value, m) == Some(Ordering::Less))
-        {
-            self.min = Some(value.clone());
+        match (&mut self.last, num) {
+            (Some(Value::F64(last)), Some(Num::F64(v))) => *last = v,
+            (last, _) => *last = Some(value.clone()),
         }
-        if self
-            .max
-            .as_ref()
-            .is_none_or(|m| compare(value, m) == Some(Ordering::Greater))
-        {
-            self.max = Some(value.clone());
+        let Some(n) = num else { return };
+        let x = n.f64();
+        if x.is_nan() {
+            return;
+        }
+        if self.count == 0 {
+            (self.min, self.max) = (n, n);
+        } else {
+            if n.less(self.min) {
+                self.min = n;
+            }
+            if self.max.less(n) {
+                self.max = n;
+            }
         }
         let t = self.sum + x;
         if t.is_finite() {
@@ -108,16 +154,22 @@ impl KeyStats {
     }
 
     fn stat(&self, stat: Stat, goal: Option<Goal>) -> Option<Value> {
-        let nan = || Value::F64(f64::NAN);
+        let number = |n: Num| {
+            if self.count == 0 {
+                Value::F64(f64::NAN)
+            } else {
+                n.value()
+            }
+        };
         Some(match stat {
-            Stat::Min => self.min.clone().unwrap_or_else(nan),
-            Stat::Max => self.max.clone().unwrap_or_else(nan),
+            Stat::Min => number(self.min),
+            Stat::Max => number(self.max),
             Stat::Mean => Value::F64(self.mean()),
             Stat::First => self.first.clone()?,
             Stat::Last => self.last.clone()?,
             Stat::Best => match goal? {
-                Goal::Minimize => self.min.clone().unwrap_or_else(nan),
-                Goal::Maximize => self.max.clone().unwrap_or_else(nan),
+                Goal::Minimize => number(self.min),
+                Goal::Maximize => number(self.max),
             },
         })
     }
@@ -297,6 +349,21 @@ mod tests {
         }
         let got = stats_of(s.present(Some(&def("min,max,first,last", None))));
         let vals: Vec<Value> = got.into_iter().map(|(_, v)| v).collect();
+        // Equal values of other types do not replace the first one: min stays an int.
+        let mut m = KeyStats::default();
+        for v in [
+            Value::I64(1),
+            Value::F64(1.5),
+            Value::Bool(true),
+            Value::F64(1.0),
+        ] {
+            m.observe(&v);
+        }
+        let got = stats_of(m.present(Some(&def("min,max", None))));
+        assert_eq!(
+            (got[0].1.clone(), got[1].1.clone()),
+            (Value::I64(1), f(1.5))
+        );
         assert_eq!(
             vals,
             [big - 1, big + 1, big, big + 1].map(Value::I64).to_vec()
