@@ -421,33 +421,4 @@ mod tests {
             Some(SummaryValue::Plain(Value::I64(3)))
         );
     }
-
-    #[test]
-    fn definitions_apply_to_keys_logged_before_and_after() {
-        let registry = KeyRegistry::new();
-        let mut interner = crate::keys::Interner::new(registry.clone());
-        let loss = interner.intern("val/loss").unwrap();
-        let acc = interner.intern("train/acc").unwrap();
-        let mut s = Summaries::default();
-        for v in [3.0, 1.0, 2.0] {
-            s.observe(loss, &f(v));
-            s.observe(acc, &f(v / 10.0));
-        }
-        s.define(MetricDef::parse("val/*", None, Some("min,max"), None).unwrap());
-        let late = interner.intern("val/acc").unwrap();
-        s.observe(late, &f(0.5));
-        let snap = s.snapshot(&registry);
-        assert_eq!(snap.len(), 3);
-        assert_eq!(stats_of(Some(snap[0].1.clone()))[0].1, f(1.0));
-        assert_eq!(snap[1].1, SummaryValue::Plain(f(0.2)));
-        assert_eq!(stats_of(Some(snap[2].1.clone()))[1].1, f(0.5));
-        // A more recent, more general definition wins over the older one.
-        s.define(MetricDef::parse("*", None, Some("none"), None).unwrap());
-        assert!(s.snapshot(&registry).is_empty());
-        s.define(MetricDef::parse("val/loss", None, Some("first"), None).unwrap());
-        let snap = s.snapshot(&registry);
-        assert_eq!(snap.len(), 1);
-        assert_eq!(stats_of(Some(snap[0].1.clone()))[0].1, f(3.0));
-        assert!(s.defs_dirty && s.dirty);
-    }
 }

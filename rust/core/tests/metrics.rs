@@ -145,3 +145,35 @@ fn a_definition_alone_is_written_by_flush_and_resent_after_a_write_error() {
     assert_eq!(all.iter().filter(|&&k| k == Kind::Metrics as u8).count(), 2);
     assert_eq!(decode_shard(&sink.bytes()).metrics.as_slice().len(), 2);
 }
+
+#[test]
+fn the_writers_table_applies_definitions_to_keys_logged_before_and_after() {
+    use steplog_core::keys::{Interner, KeyRegistry};
+    use steplog_core::summary::Summaries;
+    let f = Value::F64;
+    let registry = KeyRegistry::new();
+    let mut interner = Interner::new(registry.clone());
+    let loss = interner.intern("val/loss").unwrap();
+    let acc = interner.intern("train/acc").unwrap();
+    let mut s = Summaries::default();
+    for v in [3.0, 1.0, 2.0] {
+        s.observe(loss, &f(v));
+        s.observe(acc, &f(v / 10.0));
+    }
+    s.define(MetricDef::parse("val/*", None, Some("min,max"), None).unwrap());
+    let late = interner.intern("val/acc").unwrap();
+    s.observe(late, &f(0.5));
+    let snap = s.snapshot(&registry);
+    assert_eq!(snap.len(), 3);
+    assert_eq!(stats(&snap[0].1)["min"], f(1.0));
+    assert_eq!(snap[1].1, SummaryValue::Plain(f(0.2)));
+    assert_eq!(stats(&snap[2].1)["max"], f(0.5));
+    // A more recent, more general definition wins over the older one.
+    s.define(MetricDef::parse("*", None, Some("none"), None).unwrap());
+    assert!(s.snapshot(&registry).is_empty());
+    s.define(MetricDef::parse("val/loss", None, Some("first"), None).unwrap());
+    let snap = s.snapshot(&registry);
+    assert_eq!(snap.len(), 1);
+    assert_eq!(stats(&snap[0].1)["first"], f(3.0));
+    assert!(s.defs_dirty && s.dirty);
+}
