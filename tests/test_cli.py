@@ -43,6 +43,16 @@ def test_show_prints_metadata_keys_and_summary(run):
     assert "closed" in r.stdout
 
 
+def test_show_prints_summary_statistics(run):
+    run.define_metric("loss", summary="min,max")
+    run.log({"loss": 0.25})
+    run.log({"loss": 1 / 3})
+    run.finish()
+    r = cli("show", run.dir)
+    assert r.returncode == 0, r.stderr
+    assert "{min: 0.25, max: 0.333333}" in r.stdout, r.stdout
+
+
 def test_show_on_a_missing_dir_fails_cleanly(tmp_path):
     r = cli("show", str(tmp_path / "nope"))
     assert r.returncode == 2 and "not a run directory" in r.stderr

@@ -8,8 +8,10 @@ thing under comparison, `steplog.open`.
 
 from __future__ import annotations
 
+import fnmatch
 import glob
 import json
+import math
 import os
 import re
 import struct
@@ -36,11 +38,13 @@ MAX_PAYLOAD = 64 << 20
 MAX_RAW = 256 << 20
 MAX_DEPTH = 32
 
-KIND_HEADER, KIND_BATCH, KIND_SUMMARY, KIND_GAP, KIND_CLOSE = 1, 2, 3, 4, 5
-KNOWN_KINDS = {KIND_HEADER, KIND_BATCH, KIND_SUMMARY, KIND_GAP, KIND_CLOSE}
+KIND_HEADER, KIND_BATCH, KIND_SUMMARY, KIND_GAP, KIND_CLOSE, KIND_METRICS = 1, 2, 3, 4, 5, 6
+KNOWN_KINDS = {KIND_HEADER, KIND_BATCH, KIND_SUMMARY, KIND_GAP, KIND_CLOSE, KIND_METRICS}
 CODEC_NONE, CODEC_ZSTD = 0, 1
 DTYPES = {"f64": np.dtype("<f8"), "i64": np.dtype("<i8"), "bool": np.dtype("u1")}
 TIMESTAMP_KEY = "_timestamp"
+STATS = ("min", "max", "mean", "first", "last", "best")
+GOALS = ("minimize", "maximize")
 RUN_FILE = "run.json"
 SHARD_SUFFIX = ".steplog"
 
@@ -269,6 +273,7 @@ class Shard:
     )
     others: list[tuple[int, str, str, Other]] = field(default_factory=list)
     summaries: list[dict[str, Any]] = field(default_factory=list)
+    metric_frames: list[list[dict[str, Any]]] = field(default_factory=list)
     gaps: list[tuple[int, str]] = field(default_factory=list)
     close: dict[str, Any] | None = None
     frames: list[Frame] = field(default_factory=list)
@@ -280,6 +285,11 @@ class Shard:
     @property
     def summary(self) -> dict[str, Any]:
         return self.summaries[-1] if self.summaries else {}
+
+    @property
+    def metrics(self) -> list[dict[str, Any]]:
+        """The last metrics snapshot: definitions, oldest first."""
+        return self.metric_frames[-1] if self.metric_frames else []
 
     def series(self, key: str, dtype: str) -> tuple[np.ndarray, np.ndarray]:
         parts = self.columns.get((key, dtype), [])
@@ -342,6 +352,43 @@ def _batch(s: Shard, m: Any) -> None:
         raise FrameError(f"key ids {sorted(set(undefined))} are not defined")
 
 
+_SCALAR = (bool, int, float, str)
+
+
+def _summary(m: Any) -> dict[str, Any]:
+    if not isinstance(m, dict):
+        raise FrameError("summary is not a map")
+    for k, v in m.items():
+        if not isinstance(k, str):
+            raise FrameError("summary key is not a string")
+        inner = v.values() if isinstance(v, dict) else [v]
+        if isinstance(v, dict) and not all(isinstance(st, str) for st in v):
+            raise FrameError("summary statistic name is not a string")
+        if not all(isinstance(x, _SCALAR) for x in inner):
+            raise FrameError(f"summary value of {k!r} is not a scalar or a map of scalars")
+    return m
+
+
+def _metrics(m: Any) -> list[dict[str, Any]]:
+    defs = m.get("metrics") if isinstance(m, dict) else None
+    if not isinstance(defs, list):
+        raise FrameError("metrics frame lacks its metrics array")
+    out = []
+    for d in defs:
+        if not (isinstance(d, dict) and isinstance(d.get("name"), str) and d["name"]):
+            raise FrameError("bad metric definition")
+        sm, summary, goal = d.get("step_metric"), d.get("summary"), d.get("goal")
+        ok = (
+            (sm is None or isinstance(sm, str))
+            and (summary is None or (isinstance(summary, list) and set(summary) <= set(STATS)))
+            and goal in (None, *GOALS)
+        )
+        if not ok:
+            raise FrameError(f"bad metric definition {d!r}")
+        out.append({"name": d["name"], "step_metric": sm, "summary": summary, "goal": goal})
+    return out
+
+
 def decode_shard(buf: bytes) -> Shard:
     s = Shard()
     next_seq = 0
@@ -363,9 +410,9 @@ def decode_shard(buf: bytes) -> Shard:
             elif h.kind == KIND_BATCH:
                 _batch(s, m)
             elif h.kind == KIND_SUMMARY:
-                if not isinstance(m, dict):
-                    raise FrameError("summary is not a map")
-                s.summaries.append(m)
+                s.summaries.append(_summary(m))
+            elif h.kind == KIND_METRICS:
+                s.metric_frames.append(_metrics(m))
             elif h.kind == KIND_GAP:
                 s.gaps.append((m.get("rows", 0), m.get("reason", "unknown")))
             elif h.kind == KIND_CLOSE:
@@ -458,7 +505,53 @@ class Model:
         self.rows: list[tuple[int, dict[str, tuple[str, Any]]]] = []
         self.keys: list[str] = []  # every key interned, in order
         self.logged: list[str] = []  # keys that were logged (not only set in the summary)
-        self.summary: dict[str, tuple[str, Any]] = {}
+        self.summary: dict[str, tuple[str, Any]] = {}  # last logged or set value
+        self.history: dict[str, list[tuple[str, Any]]] = {}  # summary-able values, in order
+        self.overridden: set[str] = set()  # set through run.summary since last logged
+        self.defs: dict[str, dict[str, Any]] = {}  # definitions, oldest first
+
+    def define_metric(self, name: str, step_metric=None, summary=None, goal=None) -> None:
+        self.run.define_metric(name, step_metric=step_metric, summary=summary, goal=goal)
+        stats = None
+        if summary is not None:
+            asked = {x.strip() for x in summary.split(",")} - {"none"}
+            stats = [st for st in STATS if st in asked]
+        self.defs.pop(name, None)
+        goal = {"min": "minimize", "max": "maximize"}.get(goal, goal)
+        self.defs[name] = {"step_metric": step_metric, "summary": stats, "goal": goal}
+
+    def expected_summary(self) -> dict[str, Any]:
+        """The summary the README promises: plain values, or statistics per definition."""
+        out: dict[str, Any] = {}
+        for k, (_kind, last) in self.summary.items():
+            match = [d for name, d in self.defs.items() if fnmatch.fnmatchcase(k, name)]
+            stats = match[-1]["summary"] if match else None
+            if k in self.overridden or stats is None:
+                out[k] = last
+            elif stats:
+                out[k] = {st: self._stat(k, st, match[-1]["goal"]) for st in stats}
+        return out
+
+    def _stat(self, key: str, stat: str, goal: str | None) -> Any:
+        values = [v for _, v in self.history[key]]
+        if stat in ("first", "last"):
+            return values[0] if stat == "first" else values[-1]
+        numbers = [  # NaN skipped
+            v for kind, v in self.history[key] if kind != "text" and not math.isnan(v)
+        ]
+        if not numbers:
+            return math.nan
+        if stat == "mean":
+            floats = [float(v) for v in numbers]
+            finite = all(math.isfinite(x) for x in floats)
+            return (math.fsum(floats) if finite else sum(floats)) / len(floats)
+        if stat == "best":
+            stat = "min" if goal == "minimize" else "max"
+        best = numbers[0]
+        for v in numbers[1:]:  # strictly better only: the first of equal values stays
+            if (v < best) if stat == "min" else (v > best):
+                best = v
+        return best
 
     def log(self, data: dict[str, Any], step: int | None = None, commit: bool | None = None):
         self.run.log(data, step=step, commit=commit)
@@ -480,6 +573,7 @@ class Model:
         if key not in self.keys:
             self.keys.append(key)
         self.summary[key] = expect_value(value)
+        self.overridden.add(key)
 
     def _commit(self) -> None:
         assert self.open is not None
@@ -487,6 +581,8 @@ class Model:
         for k, (kind, v) in self.open.items():
             if kind not in ("list", "hist"):
                 self.summary[k] = (kind, v)
+                self.history.setdefault(k, []).append((kind, v))
+                self.overridden.discard(k)
         self.step += 1
         self.open = None
 
@@ -516,6 +612,8 @@ def write_mixed_run(tmp_path: Path) -> tuple[Model, str, float, float]:
     t0 = time.time()
     run = steplog.init(dir=tmp_path, project="format", config={"lr": 0.1}, batch_max_rows=7)
     m = Model(run)
+    m.define_metric("model/*", summary="min,max,mean,first,last")  # before its keys exist
+    m.define_metric("note", summary="first")
     extremes = [0.0, -0.0, 5e-324, -2.2250738585072014e-308, 1.7976931348623157e308]
     extremes += [float("inf"), float("-inf"), float("nan"), 1 / 3, -1e-300]
     for i in range(25):
@@ -528,6 +626,10 @@ def write_mixed_run(tmp_path: Path) -> tuple[Model, str, float, float]:
                 "model": {"lr": 0.1 / (i + 1), "layer": {"w_norm": float(rng.random())}},
             }
         )
+    # After their keys were logged: they cover the whole history.
+    m.define_metric("loss", summary="min,max,mean,best", goal="min", step_metric="epoch")
+    m.define_metric("epoch", summary="best", goal="maximize")
+    m.define_metric("f*", summary="mean, last")
     m.log({"note": "héllo ✓ \x00 tab\t", "empty": ""})
     m.log({"a": 1.0}, commit=False)
     m.log({"b": 2, "epoch": -1}, commit=False)
@@ -551,9 +653,12 @@ def write_mixed_run(tmp_path: Path) -> tuple[Model, str, float, float]:
     m.log({"h": steplog.Histogram([np.nan, np.nan])})
     m.log({"np": {"f32": np.float32(0.1), "i64": np.int64(-7), "b": np.bool_(True)}})
     m.log({"np": {"one": np.array([[2.5]]), "big": 2**70, "neg": -(2**63)}})
+    m.define_metric("mixed", summary="first,max,min,last")
+    m.define_metric("note", summary="none")  # replaces the earlier definition of "note"
     m.log({"mixed": 1})
     m.log({"mixed": 1.5, "flag": False})
     m.log({"mixed": True})
+    m.set_summary("model/lr", "done")  # an override of a defined key
     m.log({"final": 1.0, "text_last": "bye"}, step=200)  # left open: finish() commits it
     m.finish()
     return m, run.dir, t0, time.time()
@@ -669,23 +774,72 @@ def test_key_table_defines_each_id_once_in_order(tmp_path):
     assert [name for table in s.key_tables for _, name in table][1:] == s.keys
 
 
+def same_summary(got: Any, want: Any, mean: bool = False) -> bool:
+    """Equal values of equal types; floats bit for bit, except a mean (an arithmetic result)."""
+    if isinstance(want, dict):
+        return (
+            isinstance(got, dict)
+            and list(got) == list(want)
+            and all(same_summary(got[k], want[k], mean=k == "mean") for k in want)
+        )
+    if type(got) is not type(want):
+        return False
+    if isinstance(want, float) and mean:
+        return (math.isnan(got) and math.isnan(want)) or got == pytest.approx(want, rel=1e-12)
+    if isinstance(want, float):
+        return bool(bits(got) == bits(want))
+    return bool(got == want)
+
+
 def test_summary_frame_matches_steplog(tmp_path):
     m, run_dir, _, _ = write_mixed_run(tmp_path)
     _, _, s = only_shard(run_dir)
     assert len(s.summaries) >= 2
     last = s.summary
-    assert last == steplog.open(run_dir).summary
-    want = {k: v for k, (_kind, v) in m.summary.items()}
+    want = m.expected_summary()
     assert set(last) == set(want)
     for k, v in want.items():
-        assert type(last[k]) is type(v), k
-        if isinstance(v, float):
-            assert bits(last[k]) == bits(v), k
-        else:
-            assert last[k] == v, k
-    assert last["loss"] != -1.0 and last["best"] == 0.5
-    # Summary maps carry names, never key ids, and only scalars and text.
-    assert all(isinstance(v, (bool, int, float, str)) for sm in s.summaries for v in sm.values())
+        assert same_summary(last[k], v), (k, last[k], v)
+    mine = steplog.open(run_dir).summary
+    assert set(mine) == set(want) and all(same_summary(mine[k], last[k]) for k in last)
+    assert last["best"] == 0.5 and last["model/lr"] == "done" and "note" not in last
+    assert list(last["loss"]) == ["min", "max", "mean", "best"]
+    assert last["loss"]["best"] == -math.inf and math.isnan(last["loss"]["mean"])
+    assert last["mixed"] == {"max": 1.5, "min": 1, "first": 1, "last": True}
+    assert isinstance(last["model/layer/w_norm"], dict) and isinstance(last["flag"]["last"], bool)
+    # Summary maps carry names, never key ids, and only scalars, text and maps of them.
+    flat = [
+        x
+        for sm in s.summaries
+        for v in sm.values()
+        for x in (v.values() if isinstance(v, dict) else [v])
+    ]
+    assert all(isinstance(v, (bool, int, float, str)) for v in flat)
+
+
+def test_metrics_frame_matches_the_definitions(tmp_path):
+    m, run_dir, _, _ = write_mixed_run(tmp_path)
+    _, _, s = only_shard(run_dir)
+    want = [{"name": name, **d} for name, d in m.defs.items()]
+    assert s.metrics == want
+    assert [d["name"] for d in want] == ["model/*", "loss", "epoch", "f*", "mixed", "note"]
+    assert want[-1]["summary"] == [] and want[1]["step_metric"] == "epoch"
+    # A snapshot per write in which the definitions changed; each is complete.
+    assert 2 <= len(s.metric_frames) <= 7
+    first = s.metric_frames[0]
+    assert [(d["name"], d["summary"]) for d in first] == [
+        ("model/*", ["min", "max", "mean", "first", "last"]),
+        ("note", ["first"]),
+    ]
+    kinds = [f.header.kind for f in s.frames]
+    for i, f in enumerate(s.frames):
+        if f.header.kind == KIND_METRICS:
+            assert f.header.codec == CODEC_NONE
+            assert kinds[i + 1 : i + 2] == [KIND_SUMMARY]  # the summary follows it
+    reader = steplog.open(run_dir)
+    assert reader.metrics == {
+        d["name"]: {k: d[k] for k in ("step_metric", "summary", "goal")} for d in want
+    }
 
 
 def test_header_frame_matches_run_json(tmp_path):
@@ -732,7 +886,7 @@ def test_frames_checksums_sequence_and_close(tmp_path):
     kinds = [f.header.kind for f in s.frames]
     assert kinds[0] == KIND_HEADER and kinds[-1] == KIND_CLOSE
     assert kinds.count(KIND_HEADER) == kinds.count(KIND_CLOSE) == 1
-    assert set(kinds) <= {KIND_HEADER, KIND_BATCH, KIND_SUMMARY, KIND_CLOSE}
+    assert set(kinds) <= {KIND_HEADER, KIND_BATCH, KIND_SUMMARY, KIND_METRICS, KIND_CLOSE}
     close = s.close
     assert close is not None and close["rows_written"] == s.rows == len(m.rows)
     assert close["rows_dropped"] == close["rows_failed"] == close["steps_rejected"] == 0

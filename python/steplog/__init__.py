@@ -21,7 +21,7 @@ from ._core import (
     set_reporting_nan_value,
 )
 from ._reader import RunReader, open
-from ._run import Run, Summary, current, finish, init
+from ._run import Run, Summary, current, define_metric, finish, init
 
 __all__ = [
     "ClosedError",
@@ -35,6 +35,7 @@ __all__ = [
     "Summary",
     "__version__",
     "current",
+    "define_metric",
     "finish",
     "init",
     "log",

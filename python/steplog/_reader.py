@@ -5,7 +5,9 @@ from __future__ import annotations
 import builtins
 import glob
 import json
+import math
 import os
+import re
 import warnings
 from typing import Any
 
@@ -15,6 +17,45 @@ from . import _core
 from ._run import RUN_FILE, SHARD_SUFFIX
 
 TIMESTAMP = "_timestamp"
+STEP = "_step"
+
+
+def _pattern(name: str) -> re.Pattern[str]:
+    """A `define_metric` name as a regex: `*` any run of characters, `?` one character."""
+    parts = (".*" if c == "*" else "." if c == "?" else re.escape(c) for c in name)
+    return re.compile("".join(parts), re.DOTALL)
+
+
+def _stats_from_history(values: np.ndarray, definition: dict[str, Any] | None) -> Any:
+    """A key's summary recomputed from its values in step order, as the writer keeps it:
+    the plain last value, a dict of statistics, or `_OMIT` for `summary="none"`."""
+    last = values[-1].item()
+    stats = definition["summary"] if definition else None
+    if stats is None:
+        return last
+    if not stats:
+        return _OMIT
+    numbers = values[~np.isnan(values)] if values.dtype.kind == "f" else values
+    out: dict[str, Any] = {}
+    for stat in stats:
+        if stat == "best":
+            stat_of = "min" if definition and definition["goal"] == "minimize" else "max"
+        else:
+            stat_of = stat
+        if stat_of == "first":
+            out[stat] = values[0].item()
+        elif stat_of == "last":
+            out[stat] = last
+        elif not numbers.size:
+            out[stat] = math.nan
+        elif stat_of == "mean":
+            out[stat] = float(numbers.astype(np.float64).mean())
+        else:
+            out[stat] = (numbers.min() if stat_of == "min" else numbers.max()).item()
+    return out
+
+
+_OMIT = object()
 
 
 class RunReader:
@@ -73,6 +114,17 @@ class RunReader:
             for step, key, kind, value in s["others"]:
                 self._others.setdefault(key, []).append((step, kind, value))
         self._keys = list(keys)
+        # Definitions from every shard, the main process's last; a later definition of a name
+        # replaces the earlier one and becomes the most recent.
+        self._metrics: dict[str, dict[str, Any]] = {}
+        for _, s in self._main_last():
+            for name, definition in s["metrics"]:
+                self._metrics.pop(name, None)
+                self._metrics[name] = definition
+
+    def _main_last(self) -> list[tuple[str, dict[str, Any]]]:
+        main_pid = self.meta.get("pid")
+        return sorted(self._shards, key=lambda fs: fs[1]["info"].get("pid") == main_pid)
 
     # --- what was logged -------------------------------------------------------------------
 
@@ -84,8 +136,36 @@ class RunReader:
         if key not in self._series and key not in self._others:
             raise KeyError(f"steplog: no key {key!r} in run {self.path!r}; keys: {self._keys}")
 
-    def scalars(self, key: str) -> tuple[np.ndarray, np.ndarray]:
-        """`(steps, values)` of a scalar key as int64 / float64 arrays, ordered by step."""
+    def scalars(self, key: str, x: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """`(steps, values)` of a scalar key as int64 / float64 arrays, ordered by step.
+
+        With `x`, returns `(x_values, values)` instead: `x="auto"` uses the key's
+        `step_metric` from `define_metric` (`ValueError` if it has none); any other `x` names
+        the metric to use (`"_step"` for the steps). Each value is paired with that metric's
+        value at the same step or, when it has none there, its most recent earlier value;
+        values from before its first value are dropped.
+        """
+        steps, values = self._scalars(key)
+        if x is None:
+            return steps, values
+        if not isinstance(x, str):
+            raise TypeError(f"steplog: scalars(x=...) must be a key name or 'auto', got {x!r}")
+        if x == "auto":
+            definition = self.definition(key)
+            if definition is None or definition["step_metric"] is None:
+                raise ValueError(
+                    f"steplog: scalars({key!r}, x='auto'): no define_metric gives {key!r} a "
+                    "step_metric; pass x='<key>' instead"
+                )
+            x = definition["step_metric"]
+        if x == STEP:
+            return steps.copy(), values
+        x_steps, x_values = self._scalars(x)
+        at = np.searchsorted(x_steps, steps, side="right") - 1
+        keep = at >= 0
+        return x_values[at[keep]], values[keep]
+
+    def _scalars(self, key: str) -> tuple[np.ndarray, np.ndarray]:
         self._check_key(key)
         parts = self._series.get(key, [])
         if not parts:
@@ -131,20 +211,45 @@ class RunReader:
 
     @property
     def summary(self) -> dict[str, Any]:
-        """Final summary values. Shards' persisted summaries are merged (the main process's
-        last); a shard that never wrote one contributes the last value of each scalar key."""
-        main_pid = self.meta.get("pid")
-        ordered = sorted(self._shards, key=lambda fs: fs[1]["info"].get("pid") == main_pid)
+        """Final summary values, shaped like `run.summary`: a key's last value, or a dict of
+        the statistics its `define_metric` asked for. Shards' persisted summaries are merged
+        (the main process's last); a shard that never wrote one contributes what its scalar
+        history gives under the run's definitions."""
         out: dict[str, Any] = {}
-        for _, s in ordered:
+        for _, s in self._main_last():
             if s["summary"]:
                 out.update(s["summary"])
-            else:
-                for key, _dtype, steps, values in s["series"]:
-                    if key != TIMESTAMP and steps.size:
-                        last = np.argsort(steps, kind="stable")[-1]
-                        out[key] = values[last].item()
+                continue
+            parts: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
+            for key, _dtype, steps, values in s["series"]:
+                if key != TIMESTAMP and steps.size:
+                    parts.setdefault(key, []).append((steps, values))
+            for key, ps in parts.items():
+                steps = np.concatenate([p[0] for p in ps])
+                kinds = {p[1].dtype for p in ps}
+                values = np.concatenate(
+                    [p[1] if len(kinds) == 1 else p[1].astype(np.float64) for p in ps]
+                )
+                values = values[np.argsort(steps, kind="stable")]
+                value = _stats_from_history(values, self.definition(key))
+                if value is not _OMIT:
+                    out[key] = value
         return out
+
+    @property
+    def metrics(self) -> dict[str, dict[str, Any]]:
+        """The run's `define_metric` definitions, oldest first: name or pattern →
+        `{"step_metric": str | None, "summary": list of statistics | None, "goal": str | None}`.
+        `summary` is None when the call gave none and `[]` for `summary="none"`; `goal` is
+        `"minimize"` or `"maximize"`."""
+        return {k: dict(v) for k, v in self._metrics.items()}
+
+    def definition(self, key: str) -> dict[str, Any] | None:
+        """The definition that applies to `key`: the most recent one whose name matches."""
+        for name in reversed(self._metrics):
+            if _pattern(name).fullmatch(key):
+                return dict(self._metrics[name])
+        return None
 
     @property
     def shards(self) -> list[dict[str, Any]]:

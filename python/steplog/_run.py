@@ -39,8 +39,10 @@ def _config_dict(config: Any) -> dict[str, Any]:
 
 
 class Summary(MutableMapping):
-    """A run's summary: the last value of each scalar key, unless overridden with
-    `run.summary[key] = value`. Reading flushes first, so it reflects every `log()` before it."""
+    """A run's summary: the last value of each scalar or text key, or, for a key whose
+    `define_metric` asks for statistics, a dict of them (`{"min": 0.1, "max": 2.0}`).
+    `run.summary[key] = value` overrides a key until it is logged again. Reading flushes
+    first, so it reflects every `log()` before it."""
 
     def __init__(self, run: Run) -> None:
         self._run = run
@@ -102,6 +104,33 @@ class Run(_core.Run):
     def summary(self) -> Summary:
         """The run's summary as a dict-like view (see `Summary`)."""
         return Summary(self)
+
+    def define_metric(
+        self,
+        name: str,
+        step_metric: str | None = None,
+        summary: str | None = None,
+        goal: str | None = None,
+    ) -> None:
+        """Defines how the metrics matching `name` are summarised and plotted.
+
+        `name` is a key or a pattern in which `*` matches any run of characters (`/`
+        included) and `?` one character: `"val/*"`. A definition applies to matching keys
+        logged before and after it; when several match a key, the most recent one wins, and
+        defining the same `name` again replaces its earlier definition.
+
+        - `summary`: a comma-separated subset of `min`, `max`, `mean`, `first`, `last`,
+          `best`, or `"none"` to leave the key out of the summary. With statistics,
+          `run.summary[key]` is a dict such as `{"min": 0.1, "max": 2.0}`; without `summary`
+          it stays the plain last value. NaN is skipped by min, max, best and mean.
+        - `goal`: `"minimize"` or `"maximize"` (`"min"`/`"max"` too); `best` needs it.
+        - `step_metric`: another metric to use as this one's x-axis
+          (`steplog.open(dir).scalars(key, x="auto")`).
+
+        Bad values raise `ValueError` naming the argument; definitions are written into the
+        run, so readers see them even after a crash.
+        """
+        self._define_metric(name, step_metric=step_metric, summary=summary, goal=goal)
 
     def __enter__(self) -> Run:
         return self
@@ -226,6 +255,19 @@ def current() -> Run | None:
     """The run `steplog.log()` writes to, if any."""
     run = _core.current_run()
     return run  # type: ignore[return-value]
+
+
+def define_metric(
+    name: str,
+    step_metric: str | None = None,
+    summary: str | None = None,
+    goal: str | None = None,
+) -> None:
+    """`Run.define_metric` on the current run."""
+    run = current()
+    if run is None:
+        raise _core.SteplogError("steplog.define_metric: no active run; call steplog.init() first")
+    run.define_metric(name, step_metric=step_metric, summary=summary, goal=goal)
 
 
 def finish(exit_code: int | None = None) -> dict[str, Any] | None:

@@ -37,6 +37,18 @@ pub enum Error {
         /// What was wrong with it.
         reason: String,
     },
+    /// An argument of an API call had a value that cannot be used.
+    #[error("{context}: {arg}={value}: {reason}")]
+    BadArgument {
+        /// The call ("define_metric", ...).
+        context: &'static str,
+        /// The argument's name.
+        arg: &'static str,
+        /// The value as given, quoted (at most 80 characters), or `None`.
+        value: String,
+        /// What was expected instead.
+        reason: String,
+    },
     /// The background writer thread could not be started.
     #[error("could not start the steplog writer thread: {0}")]
     SpawnThread(#[source] io::Error),

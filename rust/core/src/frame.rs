@@ -3,7 +3,7 @@
 //! ```text
 //! offset size field
 //!   0     4  magic        b"SLG1"
-//!   4     1  kind         1 header, 2 batch, 3 summary, 4 gap, 5 close
+//!   4     1  kind         1 header, 2 batch, 3 summary, 4 gap, 5 close, 6 metrics
 //!   5     1  codec        0 none, 1 zstd
 //!   6     2  flags        0 (reserved)
 //!   8     8  seq          frame number in this shard, from 0, +1 per frame (u64 LE)
@@ -42,6 +42,8 @@ pub enum Kind {
     Gap = 4,
     /// The shard was closed cleanly.
     Close = 5,
+    /// A snapshot of the metric definitions (`define_metric`).
+    Metrics = 6,
 }
 
 impl Kind {
@@ -53,6 +55,7 @@ impl Kind {
             3 => Kind::Summary,
             4 => Kind::Gap,
             5 => Kind::Close,
+            6 => Kind::Metrics,
             _ => return None,
         })
     }

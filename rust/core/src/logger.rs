@@ -20,11 +20,13 @@ use crate::clock::Timebase;
 use crate::config::WriterConfig;
 use crate::error::{Error, Result};
 use crate::keys::{Interner, KeyRegistry};
+use crate::metric::{MetricDef, MetricDefs};
 use crate::nonfinite::SharedCounts;
 use crate::ring::Ring;
 use crate::shard::ShardInfo;
 use crate::sink::Sink;
 use crate::stats::{Stats, StatsSnapshot};
+use crate::summary::SummaryValue;
 use crate::value::{Item, KeyId, Value};
 use crate::writer::{Shared, SharedSummary, Writer};
 
@@ -57,6 +59,8 @@ pub struct Logger {
     stats: Arc<Stats>,
     writer: Writer,
     summary: SharedSummary,
+    /// A copy of the definitions sent to the writer, for a process that starts another shard.
+    defs: Mutex<MetricDefs>,
     config: WriterConfig,
     closed: AtomicBool,
     nonfinite: SharedCounts,
@@ -174,6 +178,7 @@ impl Logger {
             stats,
             writer,
             summary,
+            defs: Mutex::new(MetricDefs::default()),
             config,
             closed: AtomicBool::new(false),
             nonfinite,
@@ -231,12 +236,32 @@ impl Logger {
         if self.closed.load(Ordering::Acquire) {
             return Err(Error::Closed);
         }
-        let mut acc = self.acc.lock();
-        let id = acc.interner().intern(key)?;
-        // NOTE: rows logged before this call must reach the writer before it, or they would
-        // overwrite the new value.
-        self.hand_over(&mut acc);
-        if self.ring.push_waiting(Item::SummarySet(id, value)) {
+        let id = self.acc.lock().interner().intern(key)?;
+        self.push_control(Item::SummarySet(id, value))
+    }
+
+    /// Defines a metric (`define_metric`): its summary statistics and goal apply to the keys
+    /// it matches, logged before or after; the most recent matching definition wins.
+    pub fn define_metric(&self, def: MetricDef) -> Result<()> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
+        let mut defs = self.defs.lock();
+        self.push_control(Item::Define(Box::new(def.clone())))?;
+        defs.define(def);
+        Ok(())
+    }
+
+    /// The metric definitions made so far, oldest first (to carry them into another shard).
+    pub fn metric_definitions(&self) -> MetricDefs {
+        self.defs.lock().clone()
+    }
+
+    /// Queues a control item after every row committed before it (rows logged earlier must
+    /// reach the writer first, or they would overwrite a summary set now).
+    fn push_control(&self, item: Item) -> Result<()> {
+        self.hand_over(&mut self.acc.lock());
+        if self.ring.push_waiting(item) {
             Ok(())
         } else {
             Err(Error::Timeout {
@@ -247,7 +272,7 @@ impl Logger {
     }
 
     /// The summary as of the last write (call [`Logger::flush`] first for an exact view).
-    pub fn summary(&self) -> Vec<(Arc<str>, Value)> {
+    pub fn summary(&self) -> Vec<(Arc<str>, SummaryValue)> {
         self.summary
             .lock()
             .iter()

@@ -10,8 +10,10 @@ use crate::batch::DType;
 use crate::error::{Error, Result};
 use crate::frame::{self, Damage, Event, Kind};
 use crate::keys::TIMESTAMP_KEY;
+use crate::metric::MetricDefs;
 use crate::msgpack::{self, Mp};
 use crate::shard::FORMAT_VERSION;
+use crate::summary::SummaryValue;
 use crate::value::{Histogram, Value};
 
 /// A small metadata value (header and close frames).
@@ -76,7 +78,9 @@ pub struct ShardData {
     /// Non-scalar values: (step, key, value) in file order.
     pub others: Vec<(i64, String, Value)>,
     /// The last summary snapshot.
-    pub summary: Vec<(String, Value)>,
+    pub summary: Vec<(String, SummaryValue)>,
+    /// The last snapshot of the metric definitions, oldest first.
+    pub metrics: MetricDefs,
     /// Rows lost before reaching the file: (rows, reason).
     pub gaps: Vec<(u64, String)>,
     /// The close frame's fields, if the shard was closed cleanly.
@@ -243,7 +247,19 @@ pub fn decode_other(kind: &str, payload: &Mp<'_>) -> std::result::Result<Value, 
     })
 }
 
-fn summary_value(v: &Mp<'_>) -> Option<Value> {
+fn summary_value(v: &Mp<'_>) -> Option<SummaryValue> {
+    match v {
+        Mp::Map(pairs) => Some(SummaryValue::Stats(
+            pairs
+                .iter()
+                .filter_map(|(k, v)| Some((k.as_str()?.to_string().into(), summary_scalar(v)?)))
+                .collect(),
+        )),
+        v => summary_scalar(v).map(SummaryValue::Plain),
+    }
+}
+
+fn summary_scalar(v: &Mp<'_>) -> Option<Value> {
     Some(match v {
         Mp::F64(f) => Value::F64(*f),
         Mp::Int(i) => Value::I64(*i),
@@ -306,6 +322,7 @@ impl Decoder {
                     .filter_map(|(k, v)| Some((k.as_str()?.to_string(), summary_value(v)?)))
                     .collect();
             }
+            Some(Kind::Metrics) => self.out.metrics = MetricDefs::decode(v)?,
             Some(Kind::Gap) => {
                 let rows = v.get("rows").and_then(Mp::as_i64).unwrap_or(0) as u64;
                 let reason = v.get("reason").and_then(Mp::as_str).unwrap_or("unknown");

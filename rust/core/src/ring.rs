@@ -124,7 +124,7 @@ impl Ring {
                     .fetch_add(chunk.rows() as u64, Relaxed);
                 self.recycle(chunk);
             }
-            Item::SummarySet(..) => {
+            Item::SummarySet(..) | Item::Define(_) => {
                 self.stats.summary_dropped.fetch_add(1, Relaxed);
             }
         }
@@ -168,7 +168,7 @@ impl Ring {
 fn rows_of(item: &Item) -> u64 {
     match item {
         Item::Chunk(c) => c.rows() as u64,
-        Item::SummarySet(..) => 0,
+        Item::SummarySet(..) | Item::Define(_) => 0,
     }
 }
 
@@ -207,7 +207,7 @@ mod tests {
         std::iter::from_fn(|| r.pop())
             .map(|i| match i {
                 Item::Chunk(c) => c.steps[0],
-                Item::SummarySet(..) => -1,
+                Item::SummarySet(..) | Item::Define(_) => -1,
             })
             .collect()
     }

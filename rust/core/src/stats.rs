@@ -14,7 +14,7 @@ pub struct Stats {
     pub rows_dropped: AtomicU64,
     /// Rows written to the sink.
     pub rows_written: AtomicU64,
-    /// `run.summary[k] = v` updates dropped because the ring was full.
+    /// `run.summary[k] = v` updates and metric definitions dropped because the ring was full.
     pub summary_dropped: AtomicU64,
     /// Rows the sink failed to take (I/O errors).
     pub rows_failed: AtomicU64,

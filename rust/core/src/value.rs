@@ -74,4 +74,6 @@ pub enum Item {
     Chunk(crate::chunk::Chunk),
     /// `run.summary[key] = value`.
     SummarySet(KeyId, Value),
+    /// `define_metric(...)`.
+    Define(Box<crate::metric::MetricDef>),
 }

@@ -1,6 +1,6 @@
 //! The background writer: one thread per shard that drains the ring, batches rows by count,
-//! bytes and age, encodes, compresses, frames and writes them, keeps the summary, and fsyncs
-//! on its own schedule.
+//! bytes and age, encodes, compresses, frames and writes them, keeps the summary and the
+//! metric definitions, and fsyncs on its own schedule.
 //!
 //! Invariants: the thread never panics on I/O (it counts the error and keeps the first
 //! message); every wait on it is bounded; a flush covers every item pushed before it was
@@ -25,10 +25,11 @@ use crate::keys::KeyRegistry;
 use crate::msgpack::Enc;
 use crate::nonfinite::SharedCounts;
 use crate::ring::Ring;
-use crate::shard::{encode_gap, encode_summary_value, CloseInfo, ShardInfo};
+use crate::shard::{encode_gap, CloseInfo, ShardInfo};
 use crate::sink::Sink;
 use crate::stats::Stats;
-use crate::value::{Item, KeyId, Value};
+use crate::summary::{encode_value, Summaries, SummaryValue};
+use crate::value::{Item, KeyId};
 
 /// Requests from callers to the writer thread and its acknowledgements.
 #[derive(Debug, Default)]
@@ -41,7 +42,7 @@ pub struct Control {
 }
 
 /// The latest summary values, published by the writer after each write.
-pub type SharedSummary = Arc<Mutex<Vec<(KeyId, Value)>>>;
+pub type SharedSummary = Arc<Mutex<Vec<(KeyId, SummaryValue)>>>;
 
 /// What the writer shares with the callers' side.
 #[derive(Debug, Clone)]
@@ -84,8 +85,9 @@ struct State {
     compressor: Option<zstd::bulk::Compressor<'static>>,
     seq: u64,
     keys_written: u32,
-    summary: Vec<Option<Value>>,
-    summary_dirty: bool,
+    summaries: Summaries,
+    /// When a summary override or a definition arrived that no write has carried yet.
+    pending_since: Option<Instant>,
     shared_summary: SharedSummary,
     nonfinite: SharedCounts,
     acc: Arc<Mutex<Accumulator>>,
@@ -130,8 +132,8 @@ impl Writer {
             compressor,
             seq: 0,
             keys_written: 0,
-            summary: Vec::new(),
-            summary_dirty: false,
+            summaries: Summaries::default(),
+            pending_since: None,
             shared_summary,
             nonfinite,
             acc,
@@ -208,10 +210,10 @@ impl State {
             let requested = self.control.flush_requested.load(Ordering::Acquire);
             self.drain();
             self.steal();
-            let due = self
-                .batch
-                .started()
-                .is_some_and(|t| t.elapsed() >= self.config.flush_interval());
+            let due = [self.batch.started(), self.pending_since]
+                .into_iter()
+                .flatten()
+                .any(|t| t.elapsed() >= self.config.flush_interval());
             let flushing = requested > *self.control.flushed.lock();
             if due || flushing || shutting {
                 self.write_batch();
@@ -244,16 +246,21 @@ impl State {
         while let Some(item) = self.ring.pop() {
             match item {
                 Item::Chunk(chunk) => self.take_chunk(chunk),
-                Item::SummarySet(key, value) => self.set_summary(key, value),
+                Item::SummarySet(key, value) => {
+                    self.summaries.set(key, value);
+                    self.pending_since.get_or_insert_with(Instant::now);
+                }
+                Item::Define(def) => {
+                    self.summaries.define(*def);
+                    self.pending_since.get_or_insert_with(Instant::now);
+                }
             }
         }
     }
 
     fn take_chunk(&mut self, mut chunk: Chunk) {
         for cell in &chunk.cells {
-            if let Value::F64(_) | Value::I64(_) | Value::Bool(_) | Value::Text(_) = cell.value {
-                self.set_summary(cell.key, cell.value.clone());
-            }
+            self.summaries.observe(cell.key, &cell.value);
         }
         let mut start = 0;
         for r in 0..chunk.rows() {
@@ -292,18 +299,6 @@ impl State {
                 .fetch_add(chunk.rows() as u64, Ordering::Relaxed);
             self.take_chunk(chunk);
         }
-    }
-
-    fn set_summary(&mut self, key: KeyId, value: Value) {
-        if matches!(value, Value::List(_) | Value::Histogram(_)) {
-            return; // summaries hold scalars and text only
-        }
-        let k = key as usize;
-        if self.summary.len() <= k {
-            self.summary.resize(k + 1, None);
-        }
-        self.summary[k] = Some(value);
-        self.summary_dirty = true;
     }
 
     /// Encodes the payload in `self.enc` as a frame appended to `self.out`. Returns whether
@@ -352,10 +347,17 @@ impl State {
                 (rows, scalars) = (0, 0);
             }
         }
-        if self.summary_dirty {
+        let defs_written = self.summaries.defs_dirty;
+        if defs_written {
+            self.summaries.defs().encode(&mut self.enc);
+            self.frame(Kind::Metrics, false);
+            self.summaries.defs_dirty = false;
+        }
+        if self.summaries.dirty {
             self.encode_summary();
             self.frame(Kind::Summary, true);
         }
+        self.pending_since = None;
         if self.out.is_empty() {
             return;
         }
@@ -368,28 +370,22 @@ impl State {
         } else {
             // NOTE: the lost batch may have carried key-table entries; send them again.
             self.keys_written = keys_before;
-            self.summary_dirty = true;
+            self.summaries.dirty = true;
+            self.summaries.defs_dirty |= defs_written;
         }
     }
 
     fn encode_summary(&mut self) {
-        let mut published = Vec::new();
-        let live: Vec<(KeyId, &Value)> = self
-            .summary
-            .iter()
-            .enumerate()
-            .filter_map(|(k, v)| v.as_ref().map(|v| (k as KeyId, v)))
-            .collect();
+        let live = self.summaries.snapshot(&self.registry);
         self.enc.buf.clear();
         self.enc.map(live.len());
-        for (key, value) in live {
-            let name = self.registry.name(key).unwrap_or_else(|| Arc::from(""));
+        for (key, value) in &live {
+            let name = self.registry.name(*key).unwrap_or_else(|| Arc::from(""));
             self.enc.str(&name);
-            encode_summary_value(value, &mut self.enc);
-            published.push((key, value.clone()));
+            encode_value(value, &mut self.enc);
         }
-        *self.shared_summary.lock() = published;
-        self.summary_dirty = false;
+        *self.shared_summary.lock() = live;
+        self.summaries.dirty = false;
     }
 
     /// Writes the pending frames; counts `rows` as written or failed. Returns success.

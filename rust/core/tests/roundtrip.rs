@@ -4,7 +4,9 @@ use std::time::Duration;
 
 use steplog_core::batch::DType;
 use steplog_core::reader::{decode_shard, Scalars, ShardData};
-use steplog_core::{Logged, Logger, MemorySink, OverflowPolicy, ShardInfo, Value, WriterConfig};
+use steplog_core::{
+    Logged, Logger, MemorySink, OverflowPolicy, ShardInfo, SummaryValue, Value, WriterConfig,
+};
 
 fn info() -> ShardInfo {
     ShardInfo {
@@ -71,8 +73,8 @@ fn rows_round_trip_through_the_writer() {
         vec![(1000, "note".to_string(), Value::Text("done".into()))]
     );
     let summary: std::collections::HashMap<_, _> = data.summary.iter().cloned().collect();
-    assert_eq!(summary["loss"], Value::F64(0.001));
-    assert_eq!(summary["ok"], Value::Bool(true));
+    assert_eq!(summary["loss"], SummaryValue::Plain(Value::F64(0.001)));
+    assert_eq!(summary["ok"], SummaryValue::Plain(Value::Bool(true)));
     let close = data.close.clone().expect("clean close");
     assert!(close
         .iter()

@@ -63,7 +63,9 @@ impl From<CoreErr> for PyErr {
                 _ => PyOSError::new_err(msg),
             },
             E::SpawnThread(_) => PyOSError::new_err(msg),
-            E::Config { .. } | E::BadValue { .. } => PyValueError::new_err(msg),
+            E::Config { .. } | E::BadValue { .. } | E::BadArgument { .. } => {
+                PyValueError::new_err(msg)
+            }
             E::Closed => ClosedError::new_err(msg),
             E::Timeout { .. } => FlushTimeout::new_err(msg),
             E::Corrupt { .. } => CorruptRunError::new_err(msg),

@@ -7,7 +7,7 @@ use pyo3::types::{PyDict, PyList};
 use steplog_core::reader::{read_shard as core_read, Meta, Scalars};
 
 use crate::errors::IntoPy;
-use crate::run::value_to_py;
+use crate::run::{summary_to_py, value_to_py};
 
 fn meta_dict<'py>(py: Python<'py>, m: &[(String, Meta)]) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
@@ -54,9 +54,22 @@ pub fn read_shard<'py>(py: Python<'py>, path: std::path::PathBuf) -> PyResult<Bo
     out.set_item("others", others)?;
     let summary = PyDict::new(py);
     for (k, v) in &data.summary {
-        summary.set_item(k, value_to_py(py, v)?)?;
+        summary.set_item(k, summary_to_py(py, v)?)?;
     }
     out.set_item("summary", summary)?;
+    let metrics = PyList::empty(py);
+    for m in data.metrics.as_slice() {
+        let summary = m
+            .summary
+            .as_ref()
+            .map(|s| s.iter().map(|s| s.name()).collect::<Vec<_>>());
+        let d = PyDict::new(py);
+        d.set_item("step_metric", m.step_metric.as_deref())?;
+        d.set_item("summary", summary)?;
+        d.set_item("goal", m.goal.map(|g| g.name()))?;
+        metrics.append((m.name.as_ref(), d))?;
+    }
+    out.set_item("metrics", metrics)?;
     out.set_item("gaps", data.gaps)?;
     match &data.close {
         Some(c) => {

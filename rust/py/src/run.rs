@@ -9,7 +9,8 @@ use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString};
 use steplog_core::{
-    FileSink, Logged, Logger, Setting, ShardInfo, StatsSnapshot, Value, WriterConfig,
+    FileSink, Logged, Logger, MetricDef, Setting, ShardInfo, StatsSnapshot, SummaryValue, Value,
+    WriterConfig,
 };
 
 use smallvec::SmallVec;
@@ -139,6 +140,34 @@ pub fn value_to_py(py: Python<'_>, v: &Value) -> PyResult<Py<PyAny>> {
             d.into_any().unbind()
         }
     })
+}
+
+/// A summary entry as Python sees it: the plain value, or a dict of statistics.
+pub fn summary_to_py(py: Python<'_>, v: &SummaryValue) -> PyResult<Py<PyAny>> {
+    match v {
+        SummaryValue::Plain(v) => value_to_py(py, v),
+        SummaryValue::Stats(stats) => {
+            let d = PyDict::new(py);
+            for (name, v) in stats {
+                d.set_item(name.as_ref(), value_to_py(py, v)?)?;
+            }
+            Ok(d.into_any().unbind())
+        }
+    }
+}
+
+fn str_arg(arg: &str, v: Option<&Bound<'_, PyAny>>) -> PyResult<Option<String>> {
+    match v {
+        Some(v) if !v.is_none() => match v.cast::<PyString>() {
+            Ok(s) => Ok(Some(s.to_str()?.to_string())),
+            Err(_) => Err(PyTypeError::new_err(format!(
+                "define_metric: {arg} must be {}, got {}",
+                if arg == "name" { "str" } else { "str or None" },
+                v.get_type().name()?
+            ))),
+        },
+        _ => Ok(None),
+    }
 }
 
 impl PyRun {
@@ -284,9 +313,37 @@ impl PyRun {
         }
         let d = PyDict::new(py);
         for (k, v) in self.logger.summary() {
-            d.set_item(k.as_ref(), value_to_py(py, &v)?)?;
+            d.set_item(k.as_ref(), summary_to_py(py, &v)?)?;
         }
         Ok(d)
+    }
+
+    /// Defines how a metric (a key, or a pattern with `*` and `?`) is summarised and plotted.
+    /// See `steplog.Run.define_metric`.
+    #[pyo3(signature = (name, step_metric=None, summary=None, goal=None))]
+    fn _define_metric(
+        &self,
+        name: &Bound<'_, PyAny>,
+        step_metric: Option<&Bound<'_, PyAny>>,
+        summary: Option<&Bound<'_, PyAny>>,
+        goal: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        let Some(name) = str_arg("name", Some(name))? else {
+            return Err(PyTypeError::new_err(
+                "define_metric: name must be str, got None",
+            ));
+        };
+        let step_metric = str_arg("step_metric", step_metric)?;
+        let summary = str_arg("summary", summary)?;
+        let goal = str_arg("goal", goal)?;
+        let def = MetricDef::parse(
+            &name,
+            step_metric.as_deref(),
+            summary.as_deref(),
+            goal.as_deref(),
+        )
+        .py()?;
+        self.logger.define_metric(def).py()
     }
 
     /// Overrides a summary value.
