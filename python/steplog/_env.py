@@ -33,8 +33,21 @@ def identity() -> dict[str, Any]:
         "rank": _first_int(_RANK_VARS),
         "local_rank": _first_int(_LOCAL_RANK_VARS),
         "world_size": _first_int(_WORLD_VARS),
-        "worker": None,
+        "worker": _dataloader_worker(),
     }
+
+
+def _dataloader_worker() -> int | None:
+    """The PyTorch DataLoader worker id of this process, if it is one (torch is only asked
+    when it is already imported)."""
+    data = sys.modules.get("torch.utils.data")
+    if data is None:
+        return None
+    try:
+        info = data.get_worker_info()
+    except Exception:  # noqa: BLE001 - any torch trouble means "not a worker"
+        return None
+    return None if info is None else int(info.id)
 
 
 def versions() -> dict[str, str]:

@@ -103,6 +103,9 @@ class RunReader:
                 _core.SteplogWarning,
                 stacklevel=2,
             )
+        self._index()
+
+    def _index(self) -> None:
         self._series: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
         self._others: dict[str, list[tuple[int, str, Any]]] = {}
         keys: dict[str, None] = {}
@@ -121,6 +124,36 @@ class RunReader:
             for name, definition in s["metrics"]:
                 self._metrics.pop(name, None)
                 self._metrics[name] = definition
+
+    def select(
+        self,
+        *,
+        pid: int | None = None,
+        rank: int | None = None,
+        host: str | None = None,
+        worker: int | None = None,
+        shard: str | None = None,
+    ) -> RunReader:
+        """A reader over the shards that match every given field (see `shards`): the data
+        one process, rank, host or DataLoader worker logged. Raises ValueError if none match.
+
+        >>> steplog.open(run_dir).select(rank=0).scalars("loss")
+        """
+        want = {
+            k: v
+            for k, v in dict(pid=pid, rank=rank, host=host, worker=worker, shard=shard).items()
+            if v is not None
+        }
+        chosen = [
+            (f, s) for f, s in self._shards if all(s["info"].get(k) == v for k, v in want.items())
+        ]
+        if not chosen:
+            raise ValueError(f"steplog: no shard of {self.path!r} matches {want}")
+        sub = object.__new__(RunReader)
+        sub.__dict__.update(self.__dict__)
+        sub._shards = chosen
+        sub._index()
+        return sub
 
     def _main_last(self) -> list[tuple[str, dict[str, Any]]]:
         main_pid = self.meta.get("pid")

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import atexit
+import json
 import os
 import secrets
 import string
+import sys
 import threading
 import time
 import warnings
@@ -16,6 +18,8 @@ from . import _core, _env
 
 RUN_FILE = "run.json"
 SHARD_SUFFIX = ".steplog"
+#: Set by `init()` so that workers started with spawn/forkserver find the run.
+RUN_DIR_ENV = "STEPLOG_RUN_DIR"
 _ID_ALPHABET = string.ascii_lowercase + string.digits
 
 _live: list[Run] = []
@@ -88,17 +92,31 @@ class Run(_core.Run):
         # The Rust base class took the arguments in __new__.
         super().__init__()
 
-    def _setup(self, meta: dict[str, Any], run_file: str) -> None:
+    def _setup(self, meta: dict[str, Any], run_file: str, owner: bool = True) -> None:
         self.id = meta["id"]
         self.name = meta["name"]
         self.project = meta["project"]
         self.dir = os.path.dirname(run_file)
-        self.config = meta["config"]
+        self.config = meta.get("config", {})
         self._meta = meta
         self._run_file = run_file
-        self._owner_pid = os.getpid()
+        # The process that created the run writes run.json; forked or attached processes
+        # only write their own shard.
+        self._owner_pid = os.getpid() if owner else None
         self._final_stats: dict[str, Any] | None = None
-        self._finish_lock = threading.Lock()
+        # Re-entrant: a SIGTERM handler may finish the run while finish() is running.
+        self._finish_lock = threading.RLock()
+        self._definitions: list[tuple[Any, Any, Any, Any]] = []
+
+    def _open_process_shard(self) -> None:
+        """Opens this process's shard (called at the first `log()` of a forked child)."""
+        from . import _process
+
+        path, info = _shard_for(self.id, self.dir)
+        self._attach_shard(path, info)
+        for args in self._definitions:
+            self._define_metric(*args)
+        _process.install_exit_hooks()
 
     @property
     def summary(self) -> Summary:
@@ -131,6 +149,7 @@ class Run(_core.Run):
         run, so readers see them even after a crash.
         """
         self._define_metric(name, step_metric=step_metric, summary=summary, goal=goal)
+        self._definitions.append((name, step_metric, summary, goal))
 
     def __enter__(self) -> Run:
         return self
@@ -139,16 +158,25 @@ class Run(_core.Run):
         self.finish(exit_code=0 if exc_type is None else 1)
 
     def finish(self, exit_code: int | None = None) -> dict[str, Any]:
-        """Writes everything logged, closes the run and returns its counters. Idempotent."""
+        """Writes everything logged, closes the run and returns its counters. Idempotent.
+
+        Returns within `finish_timeout_s` even when the disk is wedged; `rows_unwritten` in the
+        result then says how many rows did not make it (a warning says so too). In a forked or
+        attached worker it closes that process's shard only.
+        """
         with self._finish_lock:
             if self._final_stats is not None:
                 return self._final_stats
-            stats = self._finish()
+            stats = self._finish()  # idempotent: a nested call returns at once
+            if self._final_stats is not None:  # a signal handler finished it meanwhile
+                return self._final_stats
             self._final_stats = stats
         with _live_lock:
             if self in _live:
                 _live.remove(self)
         if os.getpid() == self._owner_pid:
+            if os.environ.get(RUN_DIR_ENV) == os.path.abspath(self.dir):
+                del os.environ[RUN_DIR_ENV]
             meta = dict(self._meta)
             meta.update(
                 status="finished" if not exit_code else "failed",
@@ -157,6 +185,14 @@ class Run(_core.Run):
                 stats=stats,
             )
             _env.write_json_atomic(self._run_file, meta)
+        if stats["rows_unwritten"]:
+            warnings.warn(
+                f"steplog: run {self.id}: the writer did not finish within finish_timeout_s; "
+                f"{stats['rows_unwritten']} rows were not written (first error: "
+                f"{stats['first_error']}).",
+                _core.SteplogWarning,
+                stacklevel=2,
+            )
         lost = stats["rows_dropped"] + stats["rows_failed"]
         if lost or stats["write_errors"]:
             warnings.warn(
@@ -171,6 +207,23 @@ class Run(_core.Run):
     def __repr__(self) -> str:
         state = "finished" if self.finished else "running"
         return f"<steplog.Run {self.id} name={self.name!r} dir={self.dir!r} {state}>"
+
+
+def _shard_for(
+    run_id: str, run_dir: str, started: float | None = None
+) -> tuple[str, dict[str, Any]]:
+    """A new shard's path and header fields for this process."""
+    ident = _env.identity()
+    shard = f"p{ident['pid']}-{secrets.token_hex(3)}"
+    versions = _env.versions()
+    info = {
+        **ident,
+        "run_id": run_id,
+        "shard": shard,
+        "started": time.time() if started is None else started,
+        "writer": f"steplog {versions['steplog']} python {versions['python']}",
+    }
+    return os.path.join(run_dir, shard + SHARD_SUFFIX), info
 
 
 def init(
@@ -211,7 +264,6 @@ def init(
         raise FileExistsError(f"steplog.init: could not create a new run directory in {root!r}")
     ident = _env.identity()
     started = time.time()
-    shard = f"p{ident['pid']}-{secrets.token_hex(3)}"
     meta: dict[str, Any] = {
         "format": "steplog-run",
         "format_version": _core.FORMAT_VERSION,
@@ -228,15 +280,9 @@ def init(
         "settings": {k: v for k, v in settings.items() if v is not None},
     }
     run_file = os.path.join(run_dir, RUN_FILE)
-    info = {
-        **ident,
-        "run_id": run_id,
-        "shard": shard,
-        "started": started,
-        "writer": f"steplog {meta['steplog']} python {meta['python']}",
-    }
+    shard_path, info = _shard_for(run_id, run_dir, started)
     try:
-        run = Run(os.path.join(run_dir, shard + SHARD_SUFFIX), info, settings)
+        run = Run(shard_path, info, settings)
     except BaseException:
         # Nothing was logged; leave no empty run behind.
         for leftover in os.listdir(run_dir):
@@ -248,6 +294,41 @@ def init(
     with _live_lock:
         _live.append(run)
     run._make_current()
+    os.environ[RUN_DIR_ENV] = os.path.abspath(run_dir)
+    from . import _process
+
+    _process.install_owner_hooks()
+    return run
+
+
+def _attach_from_env() -> Run | None:
+    """In a worker started with spawn or forkserver: the run named by `STEPLOG_RUN_DIR`,
+    attached as a new shard of this process (called by the first module-level `log()`)."""
+    existing = current()
+    if existing is not None:
+        return existing
+    run_dir = os.environ.get(RUN_DIR_ENV)
+    if not run_dir:
+        return None
+    run_file = os.path.join(run_dir, RUN_FILE)
+    try:
+        with open(run_file, encoding="utf-8") as f:
+            meta = json.load(f)
+    except (OSError, ValueError) as e:
+        raise _core.SteplogError(
+            f"steplog.log: {RUN_DIR_ENV}={run_dir!r} does not name a readable run ({e})"
+        ) from e
+    if meta.get("status") != "running":
+        return None
+    shard_path, info = _shard_for(meta["id"], run_dir)
+    run = Run(shard_path, info, meta.get("settings") or {})
+    run._setup(meta, run_file, owner=False)
+    with _live_lock:
+        _live.append(run)
+    run._make_current()
+    from . import _process
+
+    _process.install_exit_hooks()
     return run
 
 
@@ -278,14 +359,16 @@ def finish(exit_code: int | None = None) -> dict[str, Any] | None:
     return run.finish(exit_code=exit_code)
 
 
-def _finish_all_at_exit() -> None:
-    with _live_lock:
-        runs = [r for r in _live if r._owner_pid == os.getpid()]
-    for run in runs:
+def finish_all(exit_code: int | None = None) -> None:
+    """Finishes every run this process writes: whole runs it created, its own shard of runs
+    it forked from or attached to. Never raises (it runs at exit)."""
+    for run in list(_live):
+        if run._owner_pid != os.getpid() and not run._has_shard:
+            continue
         try:
-            run.finish()
+            run.finish(exit_code=exit_code)
         except Exception as e:
-            print(f"steplog: could not finish run {run.id} at exit: {e}")
+            print(f"steplog: could not finish run {run.id} at exit: {e}", file=sys.stderr)
 
 
-atexit.register(_finish_all_at_exit)
+atexit.register(finish_all)

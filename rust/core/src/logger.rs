@@ -224,8 +224,13 @@ impl Logger {
         self.acc.lock().step()
     }
 
+    /// Hands the rows committed so far on the callers' side to the writer (before a fork).
+    pub fn hand_over(&self) {
+        self.hand_over_locked(&mut self.acc.lock());
+    }
+
     /// Hands the committed rows still on the callers' side to the writer.
-    fn hand_over(&self, acc: &mut Accumulator) {
+    fn hand_over_locked(&self, acc: &mut Accumulator) {
         if let Some(chunk) = acc.take_committed(self.ring.spare()) {
             self.ring.push(Item::Chunk(chunk));
         }
@@ -260,7 +265,7 @@ impl Logger {
     /// Queues a control item after every row committed before it (rows logged earlier must
     /// reach the writer first, or they would overwrite a summary set now).
     fn push_control(&self, item: Item) -> Result<()> {
-        self.hand_over(&mut self.acc.lock());
+        self.hand_over_locked(&mut self.acc.lock());
         if self.ring.push_waiting(item) {
             Ok(())
         } else {
@@ -286,7 +291,7 @@ impl Logger {
         if self.closed.load(Ordering::Acquire) {
             return Ok(());
         }
-        self.hand_over(&mut self.acc.lock());
+        self.hand_over_locked(&mut self.acc.lock());
         self.writer.flush(timeout)
     }
 
@@ -297,12 +302,26 @@ impl Logger {
             {
                 let mut acc = self.acc.lock();
                 acc.commit_open();
-                self.hand_over(&mut acc);
+                self.hand_over_locked(&mut acc);
             }
             self.writer
                 .shutdown(Duration::from_secs_f64(self.config.finish_timeout_s))?;
         }
         Ok(self.stats())
+    }
+
+    /// [`Logger::finish`] that never fails: when the writer cannot finish within
+    /// `finish_timeout_s` (a wedged disk or collector), returns at the deadline with the
+    /// counters and the number of rows not written (they may still be written later by the
+    /// writer thread if the process lives on).
+    pub fn finish_bounded(&self) -> (StatsSnapshot, u64) {
+        let _ = self.finish();
+        let s = self.stats();
+        let unwritten = s
+            .rows_queued
+            .saturating_sub(s.rows_written)
+            .saturating_sub(s.rows_failed);
+        (s, unwritten)
     }
 
     /// Whether `finish()` was called.

@@ -1,11 +1,14 @@
 //! `steplog._core`: the thin binding over `steplog-core`. Nothing here owns logic that the
 //! core could own; this crate converts values, maps errors and exposes the classes.
 
+mod args;
 mod convert;
 mod errors;
+mod global;
 mod histogram;
 mod read;
 mod run;
+mod topy;
 
 use pyo3::prelude::*;
 
@@ -14,11 +17,13 @@ mod _core {
     #[pymodule_export]
     use crate::errors::{ClosedError, CorruptRunError, FlushTimeout, SteplogError, SteplogWarning};
     #[pymodule_export]
+    use crate::global::{current_run, log, set_reporting_inf_value, set_reporting_nan_value};
+    #[pymodule_export]
     use crate::histogram::PyHistogram;
     #[pymodule_export]
     use crate::read::read_shard;
     #[pymodule_export]
-    use crate::run::{current_run, log, set_reporting_inf_value, set_reporting_nan_value, PyRun};
+    use crate::run::PyRun;
 
     use super::*;
 

@@ -7,7 +7,7 @@ use pyo3::types::{PyDict, PyList};
 use steplog_core::reader::{read_shard as core_read, Meta, Scalars};
 
 use crate::errors::IntoPy;
-use crate::run::{summary_to_py, value_to_py};
+use crate::topy::{summary_to_py, value_to_py};
 
 fn meta_dict<'py>(py: Python<'py>, m: &[(String, Meta)]) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
@@ -98,7 +98,7 @@ pub fn read_shard<'py>(py: Python<'py>, path: std::path::PathBuf) -> PyResult<Bo
     out.set_item("rows", data.rows)?;
     out.set_item(
         "nonfinite",
-        crate::run::nonfinite_dict(py, data.nonfinite.into_iter())?,
+        crate::topy::nonfinite_dict(py, data.nonfinite.into_iter())?,
     )?;
     Ok(out)
 }

@@ -1,237 +1,160 @@
-//! `steplog._core.Run`: the Rust half of a run (one shard of it). The public `steplog.Run`
-//! subclasses it in Python; `log` is this class's method, so a call crosses into Rust once.
+//! `steplog._core.Run`: the Rust half of a run. The public `steplog.Run` subclasses it in
+//! Python; `log` is this class's method, so a call crosses into Rust once.
+//!
+//! Each process writes its own shard. The shard lives behind an `ArcSwapOption`: after a fork
+//! the child drops its inherited handle without touching it (`_after_fork_child`, leaking it on
+//! purpose: its locks and thread belong to the parent) and opens a shard of its own at its
+//! first `log()`.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
-use parking_lot::RwLock;
-use pyo3::exceptions::{PyTypeError, PyValueError};
+use arc_swap::ArcSwapOption;
+use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyString};
+use pyo3::types::PyDict;
+use smallvec::SmallVec;
 use steplog_core::{
-    FileSink, Logged, Logger, MetricDef, Setting, ShardInfo, StatsSnapshot, SummaryValue, Value,
-    WriterConfig,
+    FileSink, Logged, Logger, MetricDef, Setting, StatsSnapshot, Value, WriterConfig,
 };
 
-use smallvec::SmallVec;
-
+use crate::args::{settings_from, shard_info, str_arg};
 use crate::convert::{flatten, stage_plain, to_value, Cells, KeyName};
-use crate::errors::{IntoPy, SteplogWarning};
+use crate::errors::{ClosedError, IntoPy, SteplogWarning};
+use crate::topy::{nonfinite_dict, stats_dict, summary_to_py};
 
-/// The run that module-level `steplog.log()` writes to.
-static CURRENT: RwLock<Option<Py<PyRun>>> = RwLock::new(None);
+/// This process's shard of a run.
+struct Shard {
+    logger: Logger,
+    path: PathBuf,
+}
 
-/// One shard of a run being written.
+/// A run, seen from one process.
 #[pyclass(name = "Run", module = "steplog._core", subclass, frozen)]
 pub struct PyRun {
-    logger: Logger,
-    shard_path: PathBuf,
+    shard: ArcSwapOption<Shard>,
+    settings: Vec<(String, Setting)>,
+    finished: AtomicBool,
 }
 
-fn settings_from(settings: Option<&Bound<'_, PyDict>>) -> PyResult<Vec<(String, Setting)>> {
-    let mut out = Vec::new();
-    if let Some(d) = settings {
-        for (k, v) in d.iter() {
-            let name: String = k.extract()?;
-            if v.is_none() {
-                continue;
-            }
-            let s = if let Ok(s) = v.cast::<PyString>() {
-                Setting::Text(s.to_str()?.to_string())
-            } else if let Ok(f) = v.extract::<f64>() {
-                if v.is_instance_of::<pyo3::types::PyBool>() {
-                    return Err(PyValueError::new_err(format!(
-                        "{name}={v}: expected a number"
-                    )));
-                }
-                Setting::Num(f)
-            } else {
-                return Err(PyValueError::new_err(format!(
-                    "{name}={}: expected a number or a string",
-                    v.repr()?
-                )));
-            };
-            out.push((name, s));
-        }
-    }
-    Ok(out)
-}
-
-fn shard_info(d: &Bound<'_, PyDict>) -> PyResult<ShardInfo> {
-    let s = |k: &str| -> PyResult<String> {
-        Ok(d.get_item(k)?
-            .map(|v| v.extract())
-            .transpose()?
-            .unwrap_or_default())
-    };
-    let i = |k: &str| -> PyResult<Option<i64>> {
-        d.get_item(k)?
-            .filter(|v| !v.is_none())
-            .map(|v| v.extract())
-            .transpose()
-    };
-    Ok(ShardInfo {
-        run_id: s("run_id")?,
-        shard: s("shard")?,
-        pid: u32::try_from(i("pid")?.unwrap_or(0)).unwrap_or(0),
-        host: s("host")?,
-        rank: i("rank")?,
-        local_rank: i("local_rank")?,
-        world_size: i("world_size")?,
-        worker: i("worker")?,
-        started: d
-            .get_item("started")?
-            .map(|v| v.extract())
-            .transpose()?
-            .unwrap_or(0.0),
-        writer: s("writer")?,
-    })
-}
-
-pub fn stats_dict<'py>(py: Python<'py>, s: &StatsSnapshot) -> PyResult<Bound<'py, PyDict>> {
-    let d = PyDict::new(py);
-    d.set_item("rows_queued", s.rows_queued)?;
-    d.set_item("rows_written", s.rows_written)?;
-    d.set_item("rows_dropped", s.rows_dropped)?;
-    d.set_item("rows_failed", s.rows_failed)?;
-    d.set_item("summary_dropped", s.summary_dropped)?;
-    d.set_item("steps_rejected", s.steps_rejected)?;
-    d.set_item("scalars_written", s.scalars_written)?;
-    d.set_item("frames_written", s.frames_written)?;
-    d.set_item("bytes_written", s.bytes_written)?;
-    d.set_item("write_errors", s.write_errors)?;
-    d.set_item("first_error", s.first_error.clone())?;
-    Ok(d)
-}
-
-/// `{key: {"nan": n, "inf": n, "-inf": n}}`.
-pub fn nonfinite_dict<'py, K: AsRef<str>>(
-    py: Python<'py>,
-    counts: impl Iterator<Item = (K, [u64; 3])>,
-) -> PyResult<Bound<'py, PyDict>> {
-    let d = PyDict::new(py);
-    for (k, [nan, pos, neg]) in counts {
-        let c = PyDict::new(py);
-        c.set_item("nan", nan)?;
-        c.set_item("inf", pos)?;
-        c.set_item("-inf", neg)?;
-        d.set_item(k.as_ref(), c)?;
-    }
-    Ok(d)
-}
-
-pub fn value_to_py(py: Python<'_>, v: &Value) -> PyResult<Py<PyAny>> {
-    Ok(match v {
-        Value::F64(f) => f.into_pyobject(py)?.into_any().unbind(),
-        Value::I64(i) => i.into_pyobject(py)?.into_any().unbind(),
-        Value::Bool(b) => b.into_pyobject(py)?.to_owned().into_any().unbind(),
-        Value::Text(s) => s.as_ref().into_pyobject(py)?.into_any().unbind(),
-        Value::List(l) => l.to_vec().into_pyobject(py)?.into_any().unbind(),
-        Value::Histogram(h) => {
-            let d = PyDict::new(py);
-            d.set_item(
-                "counts",
-                numpy::PyArray1::from_vec(py, h.counts.iter().map(|c| *c as i64).collect()),
-            )?;
-            d.set_item("edges", numpy::PyArray1::from_vec(py, h.edges.clone()))?;
-            d.set_item("nan", h.nan)?;
-            d.set_item("pos_inf", h.pos_inf)?;
-            d.set_item("neg_inf", h.neg_inf)?;
-            d.into_any().unbind()
-        }
-    })
-}
-
-/// A summary entry as Python sees it: the plain value, or a dict of statistics.
-pub fn summary_to_py(py: Python<'_>, v: &SummaryValue) -> PyResult<Py<PyAny>> {
-    match v {
-        SummaryValue::Plain(v) => value_to_py(py, v),
-        SummaryValue::Stats(stats) => {
-            let d = PyDict::new(py);
-            for (name, v) in stats {
-                d.set_item(name.as_ref(), value_to_py(py, v)?)?;
-            }
-            Ok(d.into_any().unbind())
-        }
-    }
-}
-
-fn str_arg(arg: &str, v: Option<&Bound<'_, PyAny>>) -> PyResult<Option<String>> {
-    match v {
-        Some(v) if !v.is_none() => match v.cast::<PyString>() {
-            Ok(s) => Ok(Some(s.to_str()?.to_string())),
-            Err(_) => Err(PyTypeError::new_err(format!(
-                "define_metric: {arg} must be {}, got {}",
-                if arg == "name" { "str" } else { "str or None" },
-                v.get_type().name()?
-            ))),
-        },
-        _ => Ok(None),
-    }
+fn open_shard(
+    py: Python<'_>,
+    path: PathBuf,
+    info: &Bound<'_, PyDict>,
+    settings: &[(String, Setting)],
+) -> PyResult<Shard> {
+    let config = WriterConfig::resolve(settings, |k| std::env::var(k).ok()).py()?;
+    let info = shard_info(info)?;
+    let p = path.clone();
+    let logger = py
+        .detach(move || {
+            let sink = FileSink::create(&p)?;
+            Logger::start(Box::new(sink), &info, config)
+        })
+        .py()?;
+    Ok(Shard { logger, path })
 }
 
 impl PyRun {
-    fn log_impl(
-        &self,
+    /// This process's shard, opened on first use in a forked or attached process.
+    fn shard(slf: &Bound<'_, Self>) -> PyResult<Arc<Shard>> {
+        let run = slf.get();
+        if let Some(shard) = run.shard.load_full() {
+            return Ok(shard);
+        }
+        if run.finished.load(Ordering::Acquire) {
+            return Err(ClosedError::new_err(
+                "the run is finished; start a new one with steplog.init()",
+            ));
+        }
+        slf.call_method0(pyo3::intern!(slf.py(), "_open_process_shard"))?;
+        run.shard
+            .load_full()
+            .ok_or_else(|| ClosedError::new_err("steplog: this process could not open its shard"))
+    }
+
+    /// `log()` for a bound run (also used by module-level `steplog.log`).
+    pub fn log_bound(
+        slf: &Bound<'_, Self>,
         data: &Bound<'_, PyAny>,
         step: Option<i64>,
         commit: Option<bool>,
     ) -> PyResult<()> {
-        let py = data.py();
-        let Ok(dict) = data.cast::<PyDict>() else {
-            return Err(PyTypeError::new_err(format!(
-                "steplog.log: expected a dict of metrics, got {}",
-                data.get_type().name()?
-            )));
+        let guard = slf.get().shard.load();
+        let shard = match guard.as_ref() {
+            Some(s) => s.clone(),
+            None => Self::shard(slf)?,
         };
-        // Fast path: plain numbers, text and nested dicts are converted while the call holds
-        // the accumulator (no Python code can run there). Anything else is converted first,
-        // outside the lock, by the general path.
-        let fast = {
-            let mut call = self.logger.call().py()?;
-            if stage_plain(&mut call, dict, None)? {
-                Some(call.commit(step, commit))
-            } else {
-                None
+        log_to(&shard.logger, data, step, commit)
+    }
+}
+
+fn log_to(
+    logger: &Logger,
+    data: &Bound<'_, PyAny>,
+    step: Option<i64>,
+    commit: Option<bool>,
+) -> PyResult<()> {
+    let py = data.py();
+    let Ok(dict) = data.cast::<PyDict>() else {
+        return Err(PyTypeError::new_err(format!(
+            "steplog.log: expected a dict of metrics, got {}",
+            data.get_type().name()?
+        )));
+    };
+    // Fast path: plain numbers, text and nested dicts are converted while the call holds
+    // the accumulator (no Python code can run there). Anything else is converted first,
+    // outside the lock, by the general path.
+    let fast = {
+        let mut call = logger.call().py()?;
+        if stage_plain(&mut call, dict, None)? {
+            Some(call.commit(step, commit))
+        } else {
+            None
+        }
+    };
+    let logged = match fast {
+        Some(logged) => logged,
+        None => {
+            let mut cells = Cells::new();
+            flatten(dict, &mut cells)?;
+            let (names, values): (SmallVec<[KeyName<'_>; 16]>, SmallVec<[Value; 16]>) =
+                cells.into_iter().unzip();
+            let mut keys = SmallVec::<[&str; 16]>::new();
+            for k in &names {
+                keys.push(k.as_str()?);
             }
-        };
-        let logged = match fast {
-            Some(logged) => logged,
-            None => {
-                let mut cells = Cells::new();
-                flatten(dict, &mut cells)?;
-                let (names, values): (SmallVec<[KeyName<'_>; 16]>, SmallVec<[Value; 16]>) =
-                    cells.into_iter().unzip();
-                let mut keys = SmallVec::<[&str; 16]>::new();
-                for k in &names {
-                    keys.push(k.as_str()?);
-                }
-                self.logger
-                    .log(step, commit, keys.into_iter().zip(values))
-                    .py()?
+            logger
+                .log(step, commit, keys.into_iter().zip(values))
+                .py()?
+        }
+    };
+    match logged {
+        Logged::Accepted => Ok(()),
+        Logged::Rejected { rejected, first } => {
+            if first {
+                let keys: Vec<String> = dict.keys().iter().map(|k| format!("'{k}'")).collect();
+                let msg = format!(
+                    "steplog.log: step {} is smaller than the current step {}; key(s) {} \
+                     not logged (later smaller steps are dropped without a warning and \
+                     counted in run.stats()['steps_rejected'])",
+                    rejected.step,
+                    rejected.current,
+                    keys.join(", ")
+                );
+                let cat = py.get_type::<SteplogWarning>();
+                let msg = std::ffi::CString::new(msg).unwrap_or_default();
+                PyErr::warn(py, &cat, &msg, 2)?;
             }
-        };
-        match logged {
-            Logged::Accepted => Ok(()),
-            Logged::Rejected { rejected, first } => {
-                if first {
-                    let keys: Vec<String> = dict.keys().iter().map(|k| format!("'{k}'")).collect();
-                    let msg = format!(
-                        "steplog.log: step {} is smaller than the current step {}; key(s) {} \
-                         not logged (later smaller steps are dropped without a warning and \
-                         counted in run.stats()['steps_rejected'])",
-                        rejected.step,
-                        rejected.current,
-                        keys.join(", ")
-                    );
-                    let cat = py.get_type::<SteplogWarning>();
-                    let msg = std::ffi::CString::new(msg).unwrap_or_default();
-                    PyErr::warn(py, &cat, &msg, 2)?;
-                }
-                Ok(())
-            }
+            Ok(())
         }
     }
+}
+
+fn zero_stats() -> StatsSnapshot {
+    StatsSnapshot::default()
 }
 
 #[pymethods]
@@ -244,75 +167,117 @@ impl PyRun {
         info: &Bound<'_, PyDict>,
         settings: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Self> {
-        let given = settings_from(settings)?;
-        let config = WriterConfig::resolve(&given, |k| std::env::var(k).ok()).py()?;
-        let info = shard_info(info)?;
-        let path = shard_path.clone();
-        let logger = py.detach(move || {
-            let sink = FileSink::create(&path)?;
-            Logger::start(Box::new(sink), &info, config)
-        });
+        let settings = settings_from(settings)?;
+        let shard = open_shard(py, shard_path, info, &settings)?;
         Ok(PyRun {
-            logger: logger.py()?,
-            shard_path,
+            shard: ArcSwapOption::from_pointee(shard),
+            settings,
+            finished: AtomicBool::new(false),
         })
     }
 
     /// Logs a dict of metrics as one step (see the README for the step rules).
     #[pyo3(signature = (data, step=None, commit=None))]
     fn log(
-        &self,
+        slf: &Bound<'_, Self>,
         data: &Bound<'_, PyAny>,
         step: Option<i64>,
         commit: Option<bool>,
     ) -> PyResult<()> {
-        self.log_impl(data, step, commit)
+        Self::log_bound(slf, data, step, commit)
     }
 
-    /// Waits until everything logged so far from this thread is written.
+    /// Opens this process's shard at `shard_path` (after a fork, or when a spawned worker
+    /// attaches). Replaces nothing: only valid when the process has no shard yet.
+    fn _attach_shard(
+        &self,
+        py: Python<'_>,
+        shard_path: PathBuf,
+        info: &Bound<'_, PyDict>,
+    ) -> PyResult<()> {
+        let shard = open_shard(py, shard_path, info, &self.settings)?;
+        self.shard.store(Some(Arc::new(shard)));
+        Ok(())
+    }
+
+    /// Called in a forked child before it runs any other code: forgets the parent's shard
+    /// without touching it (its locks may be held by threads that do not exist here, and its
+    /// writer thread is gone), so the child's first `log()` opens a shard of its own.
+    fn _after_fork_child(&self) {
+        let inherited = self.shard.swap(None);
+        std::mem::forget(inherited);
+    }
+
+    /// Hands rows committed so far to the writer (done before a fork, so the child's copy of
+    /// memory holds none that are not on their way to the parent's file).
+    fn _hand_over(&self) {
+        if let Some(shard) = self.shard.load().as_ref() {
+            shard.logger.hand_over();
+        }
+    }
+
+    /// Waits until everything logged so far is written.
     #[pyo3(signature = (timeout_s=None))]
     fn flush(&self, py: Python<'_>, timeout_s: Option<f64>) -> PyResult<()> {
-        let t = Duration::from_secs_f64(
-            timeout_s
-                .unwrap_or(self.logger.config().finish_timeout_s)
-                .max(0.0),
-        );
-        py.detach(|| self.logger.flush(t)).py()
+        let Some(shard) = self.shard.load_full() else {
+            return Ok(());
+        };
+        let t = timeout_s
+            .unwrap_or(shard.logger.config().finish_timeout_s)
+            .max(0.0);
+        py.detach(|| shard.logger.flush(Duration::from_secs_f64(t)))
+            .py()
     }
 
-    /// Commits the open row, writes everything and stops the writer. Returns the counters.
+    /// Commits the open row, writes everything, stops this process's writer and returns the
+    /// counters, with `rows_unwritten` > 0 when the writer could not finish in time.
     fn _finish<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let s = py.detach(|| self.logger.finish()).py()?;
-        let nonfinite = nonfinite_dict(py, self.logger.nonfinite().into_iter())?;
-        {
-            let mut cur = CURRENT.write();
-            if cur.as_ref().is_some_and(|c| std::ptr::eq(c.get(), self)) {
-                *cur = None;
-            }
-        }
-        let d = stats_dict(py, &s)?;
-        d.set_item("nonfinite", nonfinite)?;
+        self.finished.store(true, Ordering::Release);
+        crate::global::clear_current_if(self);
+        let Some(shard) = self.shard.load_full() else {
+            let d = stats_dict(py, &zero_stats())?;
+            d.set_item("nonfinite", PyDict::new(py))?;
+            d.set_item("rows_unwritten", 0)?;
+            return Ok(d);
+        };
+        let (stats, unwritten) = py.detach(|| shard.logger.finish_bounded());
+        let d = stats_dict(py, &stats)?;
+        d.set_item(
+            "nonfinite",
+            nonfinite_dict(py, shard.logger.nonfinite().into_iter())?,
+        )?;
+        d.set_item("rows_unwritten", unwritten)?;
         Ok(d)
     }
 
-    /// Live counters, with NaN/Inf counts per key under "nonfinite".
+    /// Live counters of this process's shard, with NaN/Inf counts per key under "nonfinite".
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let d = stats_dict(py, &self.logger.stats())?;
+        let Some(shard) = self.shard.load_full() else {
+            let d = stats_dict(py, &zero_stats())?;
+            d.set_item("nonfinite", PyDict::new(py))?;
+            return Ok(d);
+        };
+        let d = stats_dict(py, &shard.logger.stats())?;
         d.set_item(
             "nonfinite",
-            nonfinite_dict(py, self.logger.nonfinite().into_iter())?,
+            nonfinite_dict(py, shard.logger.nonfinite().into_iter())?,
         )?;
         Ok(d)
     }
 
-    /// The current summary (flushes first so it includes everything logged before).
-    fn _summary<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        if !self.logger.is_finished() {
-            let t = Duration::from_secs_f64(self.logger.config().finish_timeout_s);
-            py.detach(|| self.logger.flush(t)).py()?;
-        }
+    /// The current summary of this process's shard (flushes first, so it includes everything
+    /// logged before).
+    fn _summary<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyDict>> {
+        let py = slf.py();
         let d = PyDict::new(py);
-        for (k, v) in self.logger.summary() {
+        let Some(shard) = slf.get().shard.load_full() else {
+            return Ok(d);
+        };
+        if !shard.logger.is_finished() {
+            let t = Duration::from_secs_f64(shard.logger.config().finish_timeout_s);
+            py.detach(|| shard.logger.flush(t)).py()?;
+        }
+        for (k, v) in shard.logger.summary() {
             d.set_item(k.as_ref(), summary_to_py(py, &v)?)?;
         }
         Ok(d)
@@ -322,7 +287,7 @@ impl PyRun {
     /// See `steplog.Run.define_metric`.
     #[pyo3(signature = (name, step_metric=None, summary=None, goal=None))]
     fn _define_metric(
-        &self,
+        slf: &Bound<'_, Self>,
         name: &Bound<'_, PyAny>,
         step_metric: Option<&Bound<'_, PyAny>>,
         summary: Option<&Bound<'_, PyAny>>,
@@ -343,11 +308,11 @@ impl PyRun {
             goal.as_deref(),
         )
         .py()?;
-        self.logger.define_metric(def).py()
+        Self::shard(slf)?.logger.define_metric(def).py()
     }
 
     /// Overrides a summary value.
-    fn _set_summary(&self, key: &str, value: &Bound<'_, PyAny>) -> PyResult<()> {
+    fn _set_summary(slf: &Bound<'_, Self>, key: &str, value: &Bound<'_, PyAny>) -> PyResult<()> {
         let v = to_value(value).map_err(|e| {
             PyTypeError::new_err(format!("run.summary['{key}']: {}", e.value(value.py())))
         })?;
@@ -356,76 +321,35 @@ impl PyRun {
                 "run.summary['{key}']: summary values are numbers or str, not arrays"
             )));
         }
-        self.logger.set_summary(key, v).py()
+        Self::shard(slf)?.logger.set_summary(key, v).py()
     }
 
-    /// The step the next `log()` without `step=` writes.
+    /// The step the next `log()` without `step=` writes (in this process).
     #[getter]
     fn step(&self) -> i64 {
-        self.logger.step()
+        self.shard.load().as_ref().map_or(0, |s| s.logger.step())
     }
 
     /// Whether the run is finished.
     #[getter]
     fn finished(&self) -> bool {
-        self.logger.is_finished()
+        self.finished.load(Ordering::Acquire)
     }
 
-    /// This process's shard file.
+    /// Whether this process has opened its shard.
     #[getter]
-    fn shard_path(&self) -> PathBuf {
-        self.shard_path.clone()
+    fn _has_shard(&self) -> bool {
+        self.shard.load().is_some()
+    }
+
+    /// This process's shard file (None until it logs, in a forked child).
+    #[getter]
+    fn shard_path(&self) -> Option<PathBuf> {
+        self.shard.load().as_ref().map(|s| s.path.clone())
     }
 
     /// Makes this run the target of module-level `steplog.log()`.
     fn _make_current(slf: &Bound<'_, Self>) {
-        *CURRENT.write() = Some(slf.clone().unbind());
-    }
-}
-
-/// Module-level `steplog.log()`: logs to the current run.
-#[pyfunction]
-#[pyo3(signature = (data, step=None, commit=None))]
-pub fn log(data: &Bound<'_, PyAny>, step: Option<i64>, commit: Option<bool>) -> PyResult<()> {
-    // NOTE: clone the handle out so no lock is held while values are converted (conversion can
-    // run Python code, which could call steplog.init()).
-    let run = CURRENT.read().as_ref().map(|r| r.clone_ref(data.py()));
-    match run {
-        Some(run) => run.get().log_impl(data, step, commit),
-        None => Err(crate::errors::SteplogError::new_err(
-            "steplog.log: no active run; call steplog.init() first",
-        )),
-    }
-}
-
-/// The current run, if any.
-#[pyfunction]
-pub fn current_run(py: Python<'_>) -> Option<Py<PyRun>> {
-    CURRENT.read().as_ref().map(|r| r.clone_ref(py))
-}
-
-/// Process-wide NaN replacement (ClearML's name); `None` keeps NaN. A run's own `nan_value`
-/// wins over it.
-#[pyfunction]
-#[pyo3(signature = (value=None))]
-pub fn set_reporting_nan_value(value: Option<f64>) -> PyResult<()> {
-    steplog_core::nonfinite::set_global_nan(check_replacement("nan", value)?);
-    Ok(())
-}
-
-/// Process-wide Inf replacement (ClearML's name), negated for -Inf; `None` keeps Inf.
-#[pyfunction]
-#[pyo3(signature = (value=None))]
-pub fn set_reporting_inf_value(value: Option<f64>) -> PyResult<()> {
-    steplog_core::nonfinite::set_global_inf(check_replacement("inf", value)?);
-    Ok(())
-}
-
-fn check_replacement(what: &str, value: Option<f64>) -> PyResult<Option<f64>> {
-    match value {
-        Some(v) if !v.is_finite() => Err(PyValueError::new_err(format!(
-            "set_reporting_{what}_value({v}): expected a finite number or None"
-        ))),
-        v => Ok(v),
+        crate::global::set_current(slf.clone().unbind());
     }
 }

@@ -1,0 +1,80 @@
+//! Python arguments → core types: writer settings, shard identity, `define_metric` strings.
+
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyString};
+use steplog_core::{Setting, ShardInfo};
+
+pub fn settings_from(settings: Option<&Bound<'_, PyDict>>) -> PyResult<Vec<(String, Setting)>> {
+    let mut out = Vec::new();
+    if let Some(d) = settings {
+        for (k, v) in d.iter() {
+            let name: String = k.extract()?;
+            if v.is_none() {
+                continue;
+            }
+            let s = if let Ok(s) = v.cast::<PyString>() {
+                Setting::Text(s.to_str()?.to_string())
+            } else if let Ok(f) = v.extract::<f64>() {
+                if v.is_instance_of::<pyo3::types::PyBool>() {
+                    return Err(PyValueError::new_err(format!(
+                        "{name}={v}: expected a number"
+                    )));
+                }
+                Setting::Num(f)
+            } else {
+                return Err(PyValueError::new_err(format!(
+                    "{name}={}: expected a number or a string",
+                    v.repr()?
+                )));
+            };
+            out.push((name, s));
+        }
+    }
+    Ok(out)
+}
+
+pub fn shard_info(d: &Bound<'_, PyDict>) -> PyResult<ShardInfo> {
+    let s = |k: &str| -> PyResult<String> {
+        Ok(d.get_item(k)?
+            .map(|v| v.extract())
+            .transpose()?
+            .unwrap_or_default())
+    };
+    let i = |k: &str| -> PyResult<Option<i64>> {
+        d.get_item(k)?
+            .filter(|v| !v.is_none())
+            .map(|v| v.extract())
+            .transpose()
+    };
+    Ok(ShardInfo {
+        run_id: s("run_id")?,
+        shard: s("shard")?,
+        pid: u32::try_from(i("pid")?.unwrap_or(0)).unwrap_or(0),
+        host: s("host")?,
+        rank: i("rank")?,
+        local_rank: i("local_rank")?,
+        world_size: i("world_size")?,
+        worker: i("worker")?,
+        started: d
+            .get_item("started")?
+            .map(|v| v.extract())
+            .transpose()?
+            .unwrap_or(0.0),
+        writer: s("writer")?,
+    })
+}
+
+pub fn str_arg(arg: &str, v: Option<&Bound<'_, PyAny>>) -> PyResult<Option<String>> {
+    match v {
+        Some(v) if !v.is_none() => match v.cast::<PyString>() {
+            Ok(s) => Ok(Some(s.to_str()?.to_string())),
+            Err(_) => Err(PyTypeError::new_err(format!(
+                "define_metric: {arg} must be {}, got {}",
+                if arg == "name" { "str" } else { "str or None" },
+                v.get_type().name()?
+            ))),
+        },
+        _ => Ok(None),
+    }
+}

@@ -1,0 +1,73 @@
+//! Core values → Python objects: counters, summary values, logged values.
+
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+use steplog_core::{StatsSnapshot, SummaryValue, Value};
+
+pub fn stats_dict<'py>(py: Python<'py>, s: &StatsSnapshot) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("rows_queued", s.rows_queued)?;
+    d.set_item("rows_written", s.rows_written)?;
+    d.set_item("rows_dropped", s.rows_dropped)?;
+    d.set_item("rows_failed", s.rows_failed)?;
+    d.set_item("summary_dropped", s.summary_dropped)?;
+    d.set_item("steps_rejected", s.steps_rejected)?;
+    d.set_item("scalars_written", s.scalars_written)?;
+    d.set_item("frames_written", s.frames_written)?;
+    d.set_item("bytes_written", s.bytes_written)?;
+    d.set_item("write_errors", s.write_errors)?;
+    d.set_item("first_error", s.first_error.clone())?;
+    Ok(d)
+}
+
+/// `{key: {"nan": n, "inf": n, "-inf": n}}`.
+pub fn nonfinite_dict<'py, K: AsRef<str>>(
+    py: Python<'py>,
+    counts: impl Iterator<Item = (K, [u64; 3])>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    for (k, [nan, pos, neg]) in counts {
+        let c = PyDict::new(py);
+        c.set_item("nan", nan)?;
+        c.set_item("inf", pos)?;
+        c.set_item("-inf", neg)?;
+        d.set_item(k.as_ref(), c)?;
+    }
+    Ok(d)
+}
+
+pub fn value_to_py(py: Python<'_>, v: &Value) -> PyResult<Py<PyAny>> {
+    Ok(match v {
+        Value::F64(f) => f.into_pyobject(py)?.into_any().unbind(),
+        Value::I64(i) => i.into_pyobject(py)?.into_any().unbind(),
+        Value::Bool(b) => b.into_pyobject(py)?.to_owned().into_any().unbind(),
+        Value::Text(s) => s.as_ref().into_pyobject(py)?.into_any().unbind(),
+        Value::List(l) => l.to_vec().into_pyobject(py)?.into_any().unbind(),
+        Value::Histogram(h) => {
+            let d = PyDict::new(py);
+            d.set_item(
+                "counts",
+                numpy::PyArray1::from_vec(py, h.counts.iter().map(|c| *c as i64).collect()),
+            )?;
+            d.set_item("edges", numpy::PyArray1::from_vec(py, h.edges.clone()))?;
+            d.set_item("nan", h.nan)?;
+            d.set_item("pos_inf", h.pos_inf)?;
+            d.set_item("neg_inf", h.neg_inf)?;
+            d.into_any().unbind()
+        }
+    })
+}
+
+/// A summary entry as Python sees it: the plain value, or a dict of statistics.
+pub fn summary_to_py(py: Python<'_>, v: &SummaryValue) -> PyResult<Py<PyAny>> {
+    match v {
+        SummaryValue::Plain(v) => value_to_py(py, v),
+        SummaryValue::Stats(stats) => {
+            let d = PyDict::new(py);
+            for (name, v) in stats {
+                d.set_item(name.as_ref(), value_to_py(py, v)?)?;
+            }
+            Ok(d.into_any().unbind())
+        }
+    }
+}
