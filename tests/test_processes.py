@@ -2,7 +2,6 @@
 identity, and the ways a process ends. Every scenario runs in its own interpreter with a
 timeout, so a deadlock fails the test instead of hanging it."""
 
-import os
 import signal
 import sys
 

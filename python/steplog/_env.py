@@ -45,7 +45,7 @@ def _dataloader_worker() -> int | None:
         return None
     try:
         info = data.get_worker_info()
-    except Exception:  # noqa: BLE001 - any torch trouble means "not a worker"
+    except Exception:
         return None
     return None if info is None else int(info.id)
 

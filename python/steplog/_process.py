@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -26,10 +27,8 @@ _owner_hooks_installed = False
 
 def _before_fork() -> None:
     for run in list(_run._live):
-        try:
+        with contextlib.suppress(Exception):  # never stop a fork
             run._hand_over()
-        except Exception:  # noqa: BLE001 - never stop a fork
-            pass
 
 
 def _after_fork_in_child() -> None:
@@ -52,7 +51,7 @@ def finish_process_shards() -> None:
             continue
         try:
             run.finish()
-        except Exception as e:  # noqa: BLE001 - this runs on the way out
+        except Exception as e:
             print(f"steplog: could not finish shard of run {run.id}: {e}", file=sys.stderr)
 
 
