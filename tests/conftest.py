@@ -28,7 +28,7 @@ def run_python(
     code: str, timeout: float = 60, env: dict | None = None
 ) -> subprocess.CompletedProcess:
     """Runs `code` in a fresh interpreter and returns the completed process."""
-    full_env = dict(os.environ, PYTHONWARNINGS="error::steplog.SteplogWarning")
+    full_env = dict(os.environ)
     full_env.update(env or {})
     return subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code)],

@@ -35,7 +35,7 @@ def _after_fork_in_child() -> None:
     global _exit_hooks_pid
     _exit_hooks_pid = None
     # Locks the parent's other threads may have held at the fork are replaced, not waited on.
-    _run._live_lock = threading.Lock()
+    _run._live_lock = threading.RLock()
     for run in list(_run._live):
         run._after_fork_child()
         run._finish_lock = threading.RLock()

@@ -23,7 +23,7 @@ RUN_DIR_ENV = "STEPLOG_RUN_DIR"
 _ID_ALPHABET = string.ascii_lowercase + string.digits
 
 _live: list[Run] = []
-_live_lock = threading.Lock()
+_live_lock = threading.RLock()  # re-entrant: signal handlers finish runs
 
 
 def _new_id() -> str:
