@@ -19,6 +19,9 @@ lint: ## rustfmt, clippy -D warnings, ruff
 bench: ## pytest-benchmark medians
 	python -m pytest benches --benchmark-only --benchmark-columns=median,iqr,rounds --benchmark-sort=name
 
+peers: ## steplog next to wandb, TensorBoard, MLflow, rerun, trackio (pip install '.[peers]')
+	python benches/peers.py
+
 clean: ## remove build outputs and local runs
 	cargo clean
 	rm -rf steplog-runs .pytest_cache .benchmarks

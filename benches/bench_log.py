@@ -2,13 +2,21 @@
 
 Run: pytest benches/ --benchmark-only --benchmark-columns=median,iqr,ops
 In CI these run once with --benchmark-disable so they cannot rot; quote medians from a real run.
+
+Each floor and its steplog counterpart run the same loop function (`steplog._bench`, also used
+by `steplog bench`), closed over a different callee: `len` or `run.log`. One benchmark round is
+N calls; `extra_info["ns_per_call"]` holds the median per call.
 """
+
+import math
+import types
 
 import pytest
 
 import steplog
+from steplog._bench import loop_handle, loop_one, loop_ten
 
-KEYS10 = [f"metric_{i}" for i in range(10)]
+N = 1000
 
 
 @pytest.fixture
@@ -18,76 +26,40 @@ def run(tmp_path):
     r.finish()
 
 
-def _loop(fn, n=1000):
-    def body():
-        for _ in range(n):
-            fn()
-
-    return body
+def _bench(benchmark, loop):
+    benchmark(loop, N)
+    if benchmark.stats is not None:  # None under --benchmark-disable
+        benchmark.extra_info["ns_per_call"] = round(benchmark.stats.stats.median / N * 1e9, 1)
 
 
 def test_floor_one_scalar_c_call(benchmark):
-    """A C builtin called with a freshly built one-key dict."""
-    f = len
-    x = 0.5
-    benchmark(_loop(lambda: f({"loss": x})))
+    """`len` called with a freshly built one-key dict."""
+    _bench(benchmark, loop_one(len))
 
 
 def test_log_one_scalar(benchmark, run):
-    log = run.log
-    x = 0.5
-    benchmark(_loop(lambda: log({"loss": x})))
-
-
-def test_floor_ten_scalars_c_call(benchmark):
-    f = len
-    x = 0.5
-    k = KEYS10
-    benchmark(
-        _loop(
-            lambda: f(
-                {
-                    k[0]: x,
-                    k[1]: x,
-                    k[2]: x,
-                    k[3]: x,
-                    k[4]: x,
-                    k[5]: x,
-                    k[6]: x,
-                    k[7]: x,
-                    k[8]: x,
-                    k[9]: x,
-                }
-            )
-        )
-    )
-
-
-def test_log_ten_scalars(benchmark, run):
-    log = run.log
-    x = 0.5
-    k = KEYS10
-    benchmark(
-        _loop(
-            lambda: log(
-                {
-                    k[0]: x,
-                    k[1]: x,
-                    k[2]: x,
-                    k[3]: x,
-                    k[4]: x,
-                    k[5]: x,
-                    k[6]: x,
-                    k[7]: x,
-                    k[8]: x,
-                    k[9]: x,
-                }
-            )
-        )
-    )
+    _bench(benchmark, loop_one(run.log))
 
 
 def test_module_level_log_one_scalar(benchmark, run):
-    log = steplog.log
-    x = 0.5
-    benchmark(_loop(lambda: log({"loss": x})))
+    _bench(benchmark, loop_one(steplog.log))
+
+
+def test_floor_ten_scalars_c_call(benchmark):
+    """`len` called with a freshly built ten-key dict."""
+    _bench(benchmark, loop_ten(len))
+
+
+def test_log_ten_scalars(benchmark, run):
+    _bench(benchmark, loop_ten(run.log))
+
+
+def test_floor_handle_c_call(benchmark):
+    """`h.log(x)` where `h.log` is a C builtin taking one float."""
+    _bench(benchmark, loop_handle(types.SimpleNamespace(log=math.isfinite)))
+
+
+def test_handle_log(benchmark, run):
+    if not hasattr(run, "metric"):
+        pytest.skip("Run.metric is not available in this version")
+    _bench(benchmark, loop_handle(run.metric("loss")))

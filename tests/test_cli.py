@@ -1,5 +1,6 @@
 """The `steplog` command."""
 
+import re
 import subprocess
 import sys
 
@@ -65,3 +66,48 @@ def test_the_console_script_is_installed():
     assert exe, "pip install should put the steplog command on PATH"
     r = subprocess.run([exe, "--help"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and "demo" in r.stdout
+
+
+BENCH_ROW = re.compile(r"^(?P<label>.+?)\s{2,}.*\s(?P<ratio>\S+)x\s+<= (?P<target>[\d.]+)x$")
+
+
+def _bench_rows(lines):
+    rows = {}
+    for line in lines:
+        m = BENCH_ROW.match(line)
+        if m:
+            rows[m["label"].split("  ")[0].strip()] = (float(m["ratio"]), float(m["target"]))
+    return rows
+
+
+def test_bench_quick_prints_every_row_with_numeric_ratios():
+    r = cli("bench", "--quick")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    rows = _bench_rows(lines)
+    assert {"1 scalar", "10 scalars", "histogram"} <= rows.keys(), r.stdout
+    for label, (ratio, target) in rows.items():
+        assert ratio > 0 and target > 0, (label, r.stdout)
+    [handle] = [line for line in lines if line.startswith("handle")]
+    if hasattr(steplog.Run, "metric"):
+        assert "handle" in rows, r.stdout
+    else:
+        assert handle.endswith("n/a (not available in this version)"), r.stdout
+    assert "histogram counts identical to numpy: yes" in r.stdout
+    assert "rows dropped: 0" in r.stdout
+
+
+def test_bench_measures_the_handle_when_run_has_metric(monkeypatch):
+    from steplog import _bench
+
+    class Handle:
+        def log(self, x):
+            return None
+
+    monkeypatch.setattr(steplog.Run, "metric", lambda self, key: Handle(), raising=False)
+    lines = []
+    result = _bench.run_bench(quick=True, out=lines.append)
+    rows = _bench_rows(lines)
+    assert "handle" in rows, "\n".join(lines)
+    steplog_ns, floor_ns = result["rows"]["handle"]
+    assert steplog_ns > 0 and floor_ns > 0

@@ -1,4 +1,4 @@
-"""The `steplog` command: `demo`, `show`."""
+"""The `steplog` command: `demo`, `show`, `bench`."""
 
 from __future__ import annotations
 
@@ -136,6 +136,14 @@ def show(args: argparse.Namespace) -> int:
     return 0
 
 
+def bench(args: argparse.Namespace) -> int:
+    """Measures steplog's cost per call on this machine next to the floor of a bare call."""
+    from ._bench import run_bench
+
+    run_bench(quick=args.quick)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="steplog", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -146,6 +154,12 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("show", help="print a run's metadata, keys and summary")
     p.add_argument("run_dir")
     p.set_defaults(func=show)
+    p = sub.add_parser(
+        "bench",
+        help="measure log() overhead on this machine next to a bare C call (about 10 s)",
+    )
+    p.add_argument("--quick", action="store_true", help="a few seconds, noisier")
+    p.set_defaults(func=bench)
     args = parser.parse_args(argv)
     if getattr(args, "steps", 1) < 1:
         parser.error("--steps must be at least 1")
