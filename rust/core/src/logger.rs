@@ -96,6 +96,13 @@ impl Call<'_> {
         Ok(())
     }
 
+    /// Stages `value` under a key already interned in this logger ([`Logger::intern`]); the
+    /// pre-bound handle's path, with no name to hash.
+    pub fn set_id(&mut self, key: KeyId, value: Value) {
+        self.has_floats |= matches!(value, Value::F64(_) | Value::List(_));
+        self.acc.stage(key, value);
+    }
+
     /// Applies the step rule to what was staged and hands a full chunk to the writer.
     pub fn commit(mut self, step: Option<i64>, commit: Option<bool>) -> Logged {
         if self.has_floats && step.is_none_or(|n| n >= self.acc.step()) {
@@ -203,6 +210,11 @@ impl Logger {
             inf: self.config.inf_value.or(global_inf),
             has_floats: false,
         })
+    }
+
+    /// The id of key `name` in this shard, registering it (for pre-bound handles).
+    pub fn intern(&self, name: &str) -> Result<KeyId> {
+        self.acc.lock().interner().intern(name)
     }
 
     /// Applies one `log()` call: `cells` are flattened key names and converted values.

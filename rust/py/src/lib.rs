@@ -6,6 +6,7 @@ mod convert;
 mod errors;
 mod global;
 mod histogram;
+mod metric;
 mod read;
 mod run;
 mod topy;
@@ -20,6 +21,8 @@ mod _core {
     use crate::global::{current_run, log, set_reporting_inf_value, set_reporting_nan_value};
     #[pymodule_export]
     use crate::histogram::PyHistogram;
+    #[pymodule_export]
+    use crate::metric::PyMetric;
     #[pymodule_export]
     use crate::read::read_shard;
     #[pymodule_export]

@@ -26,10 +26,14 @@ use crate::errors::{ClosedError, IntoPy, SteplogWarning};
 use crate::topy::{nonfinite_dict, stats_dict, summary_to_py};
 
 /// This process's shard of a run.
-struct Shard {
-    logger: Logger,
+pub struct Shard {
+    pub logger: Logger,
     path: PathBuf,
+    /// Unique within the process, so handles can tell shards apart (never 0).
+    pub serial: u32,
 }
+
+static SERIAL: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
 
 /// A run, seen from one process.
 #[pyclass(name = "Run", module = "steplog._core", subclass, frozen)]
@@ -54,7 +58,11 @@ fn open_shard(
             Logger::start(Box::new(sink), &info, config)
         })
         .py()?;
-    Ok(Shard { logger, path })
+    Ok(Shard {
+        logger,
+        path,
+        serial: SERIAL.fetch_add(1, Ordering::Relaxed),
+    })
 }
 
 impl PyRun {
@@ -73,6 +81,14 @@ impl PyRun {
         run.shard
             .load_full()
             .ok_or_else(|| ClosedError::new_err("steplog: this process could not open its shard"))
+    }
+
+    /// This process's shard (for handles).
+    pub fn current_shard(slf: &Bound<'_, Self>) -> PyResult<Arc<Shard>> {
+        match slf.get().shard.load_full() {
+            Some(s) => Ok(s),
+            None => Self::shard(slf),
+        }
     }
 
     /// `log()` for a bound run (also used by module-level `steplog.log`).
@@ -134,23 +150,31 @@ fn log_to(
     match logged {
         Logged::Accepted => Ok(()),
         Logged::Rejected { rejected, first } => {
-            if first {
-                let keys: Vec<String> = dict.keys().iter().map(|k| format!("'{k}'")).collect();
-                let msg = format!(
-                    "steplog.log: step {} is smaller than the current step {}; key(s) {} \
-                     not logged (later smaller steps are dropped without a warning and \
-                     counted in run.stats()['steps_rejected'])",
-                    rejected.step,
-                    rejected.current,
-                    keys.join(", ")
-                );
-                let cat = py.get_type::<SteplogWarning>();
-                let msg = std::ffi::CString::new(msg).unwrap_or_default();
-                PyErr::warn(py, &cat, &msg, 2)?;
-            }
-            Ok(())
+            let keys: Vec<String> = dict.keys().iter().map(|k| format!("'{k}'")).collect();
+            warn_rejected(py, rejected, first, &keys.join(", "))
         }
     }
+}
+
+/// Warns about the run's first call rejected for its step (later ones are only counted).
+pub fn warn_rejected(
+    py: Python<'_>,
+    rejected: steplog_core::accumulator::StepRejected,
+    first: bool,
+    keys: &str,
+) -> PyResult<()> {
+    if first {
+        let msg = format!(
+            "steplog.log: step {} is smaller than the current step {}; key(s) {keys} \
+             not logged (later smaller steps are dropped without a warning and \
+             counted in run.stats()['steps_rejected'])",
+            rejected.step, rejected.current,
+        );
+        let cat = py.get_type::<SteplogWarning>();
+        let msg = std::ffi::CString::new(msg).unwrap_or_default();
+        PyErr::warn(py, &cat, &msg, 2)?;
+    }
+    Ok(())
 }
 
 fn zero_stats() -> StatsSnapshot {
@@ -346,6 +370,16 @@ impl PyRun {
     #[getter]
     fn shard_path(&self) -> Option<PathBuf> {
         self.shard.load().as_ref().map(|s| s.path.clone())
+    }
+
+    /// A pre-bound handle for the hottest loops: `loss = run.metric("loss")`, then
+    /// `loss.log(x)` (and `loss.log(x, step=n)`) with `log`'s step rules.
+    fn metric(slf: &Bound<'_, Self>, name: &str) -> PyResult<crate::metric::PyMetric> {
+        steplog_core::keys::validate_key(name).py()?;
+        Ok(crate::metric::PyMetric::new(
+            slf.clone().unbind(),
+            name.to_string(),
+        ))
     }
 
     /// Makes this run the target of module-level `steplog.log()`.

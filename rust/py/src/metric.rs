@@ -1,0 +1,88 @@
+//! `steplog.Metric`: a pre-bound handle for the hottest loops. `loss = run.metric("loss")`
+//! then `loss.log(x)` is `run.log({"loss": x})` without building a dict or hashing a key.
+//!
+//! The handle caches the key's id together with the serial number of the shard it belongs
+//! to; after a fork the child's shard has another serial, so the id is looked up again there.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use pyo3::prelude::*;
+use pyo3::types::PyFloat;
+use steplog_core::{Logged, Value};
+
+use crate::convert::to_value;
+use crate::errors::IntoPy;
+use crate::run::{warn_rejected, PyRun};
+
+/// A handle on one key of a run.
+#[pyclass(name = "Metric", module = "steplog", frozen)]
+pub struct PyMetric {
+    run: Py<PyRun>,
+    name: String,
+    /// `(shard serial << 32) | key id`, or 0 before the first use.
+    cached: AtomicU64,
+}
+
+impl PyMetric {
+    pub fn new(run: Py<PyRun>, name: String) -> Self {
+        PyMetric {
+            run,
+            name,
+            cached: AtomicU64::new(0),
+        }
+    }
+}
+
+#[pymethods]
+impl PyMetric {
+    /// Logs `value` under this handle's key, with `run.log`'s step rules.
+    #[pyo3(signature = (value, step=None, commit=None))]
+    fn log(
+        &self,
+        py: Python<'_>,
+        value: &Bound<'_, PyAny>,
+        step: Option<i64>,
+        commit: Option<bool>,
+    ) -> PyResult<()> {
+        let value = match value.cast::<PyFloat>() {
+            Ok(f) => Value::F64(f.value()),
+            Err(_) => to_value(value).map_err(|e| {
+                pyo3::exceptions::PyTypeError::new_err(format!(
+                    "steplog.Metric('{}').log: {}",
+                    self.name,
+                    e.value(py)
+                ))
+            })?,
+        };
+        let run = self.run.bind(py);
+        let shard = PyRun::current_shard(run)?;
+        let serial = u64::from(shard.serial);
+        let cached = self.cached.load(Ordering::Relaxed);
+        let key = if cached >> 32 == serial && cached != 0 {
+            cached as u32
+        } else {
+            let key = shard.logger.intern(&self.name).py()?;
+            self.cached
+                .store((serial << 32) | u64::from(key), Ordering::Relaxed);
+            key
+        };
+        let mut call = shard.logger.call().py()?;
+        call.set_id(key, value);
+        match call.commit(step, commit) {
+            Logged::Accepted => Ok(()),
+            Logged::Rejected { rejected, first } => {
+                warn_rejected(py, rejected, first, &format!("'{}'", self.name))
+            }
+        }
+    }
+
+    /// The key this handle logs.
+    #[getter]
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn __repr__(&self) -> String {
+        format!("steplog.Metric({:?})", self.name)
+    }
+}
