@@ -396,12 +396,18 @@ def _batch(s: Shard, m: Any) -> None:
     s.key_tables.append(table)
     undefined = []
     batch_rows = 0
-    total = 0
+    declared = [
+        c.get("n")
+        if isinstance(c, dict)
+        else len(c[2]) // 8
+        if isinstance(c, list) and c[2:3] and isinstance(c[2], bytes)
+        else 0
+        for c in cols
+    ]
+    if sum(n for n in declared if isinstance(n, int)) > MAX_BATCH_VALUES:
+        raise FrameError("batch declares more than 2**25 values")  # before decoding any
     for col in cols:
         kid, dtype, steps, values, tags = _column(col)
-        total += len(steps)
-        if total > MAX_BATCH_VALUES:
-            raise FrameError("batch declares more than 2**25 values")
         if kid not in s.names:
             undefined.append(kid)
             continue
