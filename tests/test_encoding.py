@@ -1,5 +1,5 @@
 """Encoded columns (docs/FORMAT.md, "Encoded sequences"): what steplog writes for training
-curves, bit-exact round trips of arbitrary columns, the array form of steplog 0.1.0, and
+curves, bit-exact round trips of arbitrary columns, the column form of steplog 0.1.0, and
 hostile lengths. Files are decoded with the independent decoder of test_format.py.
 """
 
@@ -80,13 +80,14 @@ def test_training_curves_use_the_cheap_encodings(tmp_path):
     # Consecutive steps and constant strides cost no bytes; float32 values keep 5 of 8 bytes.
     for batch in batch_maps(Path(run_dir, name)):
         for col in batch["cols"]:
-            assert isinstance(col, dict)  # steplog 0.1.0 requires arrays: it rejects these
-            assert col["steps"][:1] + col["steps"][2:] == ["delta", 1, 0, b""]
-            key = s.names[col["id"]]
+            kid, _dtype, n, steps, values = col
+            assert isinstance(n, int)  # steplog 0.1.0 wants steps (a bin) there: it rejects these
+            assert steps[:1] + steps[2:] == ["delta", 1, 0, b""]
+            key = s.names[kid]
             if key == "tokens":
-                assert col["values"][2:] == [4096, 0, b""]
+                assert values[2:] == [4096, 0, b""]
             if key == "loss":
-                assert col["values"][1] == 3
+                assert values[1] == 3
     reader = steplog.open(run_dir)
     for key, values in logged.items():
         dtype = {bool: "bool", int: "i64", float: "f64"}[type(values[0])]
@@ -149,15 +150,15 @@ def test_any_column_round_trips_bit_exactly(tmp_path_factory, values, batch_max_
     assert np.array_equal(bits(r_values), bits(want))
 
 
-def as_array_form(col: dict[str, Any]) -> list[Any]:
-    """A map-form column rewritten in steplog 0.1.0's array form (plain packed arrays)."""
+def as_array_form(col: list[Any]) -> list[Any]:
+    """A column rewritten in steplog 0.1.0's form `[id, dtype, steps, values]`."""
     kid, dtype, steps, values, _ = _column(col)
     if dtype == "bool":
         values = values.astype(np.uint8)
     return [kid, dtype, steps.astype("<i8").tobytes(), values.tobytes()]
 
 
-def test_files_with_array_form_columns_still_read(tmp_path):
+def test_files_with_steplog_0_1_columns_still_read(tmp_path):
     run_dir, logged = training_run(tmp_path, steps=1200)
     (path,) = Path(run_dir).glob("*" + SHARD_SUFFIX)
     before = steplog.open(run_dir)
@@ -184,21 +185,22 @@ def hostile_batch(cols: list[Any]) -> bytes:
     return msgpack.packb(m)
 
 
-def progression(n: int) -> dict[str, Any]:
+def progression(n: int, dtype: str = "i64", values: Any = None) -> list[Any]:
     free = ["delta", 0, 1, 0, b""]  # an arithmetic progression costs no bytes at all
-    return {"id": 1, "dtype": "i64", "n": n, "steps": free, "values": free}
+    return [1, dtype, n, free, free if values is None else values]
 
 
 @pytest.mark.parametrize(
     "cols",
     [
         [progression(MAX_BATCH_VALUES + 1)],
-        [progression(MAX_BATCH_VALUES // 2 + 1), {**progression(1 << 24), "dtype": "f64"}],
-        [{**progression(3), "values": ["trim", 0, bytes(8)]}],  # planes hold 1 value, not 3
-        [{**progression(3), "values": ["delta", 0, 1, 9, bytes(18)]}],  # width over 8
-        [{**progression(3), "values": ["xor", 0, b""]}],  # unknown encoding
-        [{**progression(3), "dtype": "bool"}],  # bools are plain
-        [{**progression(3), "values": ["micros", 0, 1, 0, b""]}],  # micros are f64 only
+        [progression(MAX_BATCH_VALUES // 2 + 1), progression(1 << 24, "f64")],
+        [progression(3, values=["trim", 0, bytes(8)])],  # planes hold 1 value, not 3
+        [progression(3, values=["delta", 0, 1, 9, bytes(18)])],  # width over 8
+        [progression(3, values=["xor", 0, b""])],  # unknown encoding
+        [progression(3, "bool")],  # bools are plain
+        [progression(3, values=["micros", 0, 1, 0, b""])],  # micros are f64 only
+        [progression(3)[:4]],  # too short
     ],
 )
 def test_hostile_columns_are_refused(tmp_path, cols):
@@ -215,8 +217,8 @@ def test_hostile_columns_are_refused(tmp_path, cols):
     assert "x" not in reader.keys() and len(reader.problems) == 1
 
 
-def test_a_plain_field_inside_a_map_column_decodes():
-    col = {**progression(2), "values": np.array([5, -6], "<i8").tobytes()}
+def test_a_plain_field_inside_a_new_form_column_decodes():
+    col = progression(2, values=np.array([5, -6], "<i8").tobytes())
     kid, dtype, steps, values, tags = _column(col)
     assert (kid, dtype, steps.tolist(), values.tolist(), tags) == (
         1,

@@ -352,27 +352,39 @@ def decode_seq(field: Any, n: int, dtype: str) -> tuple[np.ndarray, str]:
     raise FrameError(f"unknown column encoding {tag!r}")
 
 
+def _declared(col: Any) -> int:
+    """The number of entries a column declares: its `n`, or for the 0.1.0 form, its steps."""
+    if isinstance(col, list) and len(col) >= 3:
+        n = col[2]
+        if isinstance(n, int) and not isinstance(n, bool):
+            return n
+        if isinstance(n, bytes):
+            return len(n) // 8
+    return 0
+
+
 def _column(col: Any) -> tuple[int, str, np.ndarray, np.ndarray, tuple[str, str]]:
-    """An entry of a batch's `cols`: the array form `[id, dtype, steps, values]` (plain packed
-    arrays) or the map form `{"id", "dtype", "n", "steps", "values"}`."""
-    if isinstance(col, list):
-        if not (len(col) >= 4 and isinstance(col[0], int) and col[1] in DTYPES):
-            raise FrameError("bad column")
-        kid, dtype = col[0], col[1]
+    """An entry of a batch's `cols`: `[id, dtype, n, steps, values, ...]` with plain or
+    encoded fields, or steplog 0.1.0's `[id, dtype, steps, values]` of plain packed arrays
+    (told apart by the type of the third item)."""
+    if not (isinstance(col, list) and len(col) >= 4):
+        raise FrameError("bad column")
+    kid, dtype = col[0], col[1]
+    if not (isinstance(kid, int) and dtype in DTYPES):
+        raise FrameError("bad column")
+    if isinstance(col[2], bytes):
         steps = _le(col[2], np.dtype("<i8"), "column steps")
         if not isinstance(col[3], bytes):
             raise FrameError("bad column values")
         values, _ = decode_seq(col[3], len(steps), dtype)
         return kid, dtype, steps, values, ("plain", "plain")
-    if not isinstance(col, dict):
-        raise FrameError("bad column")
-    kid, dtype, n = col.get("id"), col.get("dtype"), col.get("n")
-    if not (isinstance(kid, int) and dtype in DTYPES and isinstance(n, int) and n >= 0):
+    n = col[2]
+    if not (len(col) >= 5 and isinstance(n, int) and not isinstance(n, bool) and n >= 0):
         raise FrameError("bad column")
     if n > MAX_BATCH_VALUES:
         raise FrameError("column declares more than 2**25 values")
-    steps, steps_tag = decode_seq(col.get("steps"), n, "i64")
-    values, values_tag = decode_seq(col.get("values"), n, dtype)
+    steps, steps_tag = decode_seq(col[3], n, "i64")
+    values, values_tag = decode_seq(col[4], n, dtype)
     return kid, dtype, steps, values, (steps_tag, values_tag)
 
 
@@ -396,15 +408,8 @@ def _batch(s: Shard, m: Any) -> None:
     s.key_tables.append(table)
     undefined = []
     batch_rows = 0
-    declared = [
-        c.get("n")
-        if isinstance(c, dict)
-        else len(c[2]) // 8
-        if isinstance(c, list) and c[2:3] and isinstance(c[2], bytes)
-        else 0
-        for c in cols
-    ]
-    if sum(n for n in declared if isinstance(n, int)) > MAX_BATCH_VALUES:
+    declared = [_declared(c) for c in cols]
+    if sum(declared) > MAX_BATCH_VALUES:
         raise FrameError("batch declares more than 2**25 values")  # before decoding any
     for col in cols:
         kid, dtype, steps, values, tags = _column(col)

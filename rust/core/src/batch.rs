@@ -209,32 +209,35 @@ impl Batch {
 }
 
 /// Writes one column as a map: `id`, `dtype`, `n`, then `steps` and `values` encoded.
+/// Writes one column as `[id, dtype, n, steps, values]`, the fields encoded (see
+/// [`column`]), except that a single entry is packed plain: fewer bytes than any encoding.
 fn encode_column(col: &Column, out: &mut Enc, scratch: &mut Vec<u64>) {
-    out.map(5);
-    out.str("id");
+    let single = col.steps.len() == 1;
+    out.array(5);
     out.uint(u64::from(col.key));
-    out.str("dtype");
     out.str(col.dtype.name());
-    out.str("n");
     out.uint(col.steps.len() as u64);
-    out.str("steps");
-    column::write(
-        out,
-        &col.steps,
-        column::plan_delta(&col.steps),
-        false,
-        scratch,
-    );
-    out.str("values");
+    if single {
+        column::write_plain(out, &col.steps);
+    } else {
+        let plan = column::plan_delta(&col.steps);
+        column::write(out, &col.steps, plan, false, scratch);
+    }
     match col.dtype {
         DType::Bool => {
             out.bin_len(col.values.len());
             out.buf.extend(col.values.iter().map(|v| *v as u8));
         }
+        DType::F64 if col.key == 0 && single => {
+            // The same value `micros` would give: the time to the microsecond, in seconds.
+            let seconds = column::from_micros(col.values[0] as i64);
+            column::write_plain(out, &[seconds.to_bits()]);
+        }
         DType::F64 if col.key == 0 => {
             let plan = column::plan_delta(&col.values);
             column::write(out, &col.values, plan, true, scratch);
         }
+        DType::F64 | DType::I64 if single => column::write_plain(out, &col.values),
         DType::F64 | DType::I64 => {
             let plan: Plan = column::plan_best(&col.values);
             column::write(out, &col.values, plan, false, scratch);

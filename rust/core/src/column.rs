@@ -151,6 +151,12 @@ fn write_planes(out: &mut Enc, words: &[u64], lo: usize, width: usize) {
     }
 }
 
+/// Writes `words` as a plain field: one bin of little-endian 8-byte words.
+pub fn write_plain(out: &mut Enc, words: &[u64]) {
+    out.bin_len(words.len() * 8);
+    out.buf.extend(words.iter().flat_map(|w| w.to_le_bytes()));
+}
+
 /// Writes `words` as `plan` into `out`; `micros` names a `delta` plan `micros` instead.
 /// `scratch` holds the residuals between calls.
 pub fn write(out: &mut Enc, words: &[u64], plan: Plan, micros: bool, scratch: &mut Vec<u64>) {

@@ -78,37 +78,25 @@ struct Head<'m, 'a> {
     values: &'m Mp<'a>,
 }
 
-/// Reads an entry of `cols`: the array form `[id, dtype, steps, values]` of plain packed
-/// arrays, or the map form with `n` and (usually) encoded fields; see [`column`].
+/// Reads an entry of `cols`: `[id, dtype, steps, values]` with plain packed arrays (the
+/// form of steplog 0.1.0), or `[id, dtype, n, steps, values, ...]` whose fields are plain or
+/// encoded (see [`column`]); the int `n` in third place tells them apart.
 fn head<'m, 'a>(col: &'m Mp<'a>) -> Result<Head<'m, 'a>, String> {
     let bad = || "batch: bad column".to_string();
-    let (id, dtype, n, steps, values) = match col {
-        Mp::Array(c) => match (
-            c.first().and_then(Mp::as_i64),
-            c.get(1).and_then(Mp::as_str).and_then(DType::parse),
-            c.get(2),
-            c.get(3),
-        ) {
-            (Some(id), Some(dtype), Some(steps @ Mp::Bin(b)), Some(values @ Mp::Bin(_)))
-                if b.len() % 8 == 0 =>
-            {
-                (id, dtype, b.len() / 8, steps, values)
-            }
-            _ => return Err(bad()),
-        },
-        Mp::Map(_) => match (
-            col.get("id").and_then(Mp::as_i64),
-            col.get("dtype").and_then(Mp::as_str).and_then(DType::parse),
-            col.get("n").and_then(Mp::as_i64),
-            col.get("steps"),
-            col.get("values"),
-        ) {
-            (Some(id), Some(dtype), Some(n), Some(steps), Some(values)) => {
-                let n = usize::try_from(n).map_err(|_| bad())?;
-                (id, dtype, n, steps, values)
-            }
-            _ => return Err(bad()),
-        },
+    let c = col.as_array().ok_or_else(bad)?;
+    let (Some(id), Some(dtype)) = (
+        c.first().and_then(Mp::as_i64),
+        c.get(1).and_then(Mp::as_str).and_then(DType::parse),
+    ) else {
+        return Err(bad());
+    };
+    let (n, steps, values) = match (c.get(2), c.get(3), c.get(4)) {
+        (Some(Mp::Int(n)), Some(steps), Some(values)) => {
+            (usize::try_from(*n).map_err(|_| bad())?, steps, values)
+        }
+        (Some(steps @ Mp::Bin(b)), Some(values @ Mp::Bin(_)), _) if b.len() % 8 == 0 => {
+            (b.len() / 8, steps, values)
+        }
         _ => return Err(bad()),
     };
     Ok(Head {
@@ -322,15 +310,11 @@ mod tests {
         assert_eq!(x.values, Scalars::I64(vec![-7, 9]));
     }
 
-    fn map_column(e: &mut Enc, id: u64, dtype: &str, n: u64, values: impl Fn(&mut Enc)) {
-        e.map(5);
-        e.str("id");
+    fn encoded_column(e: &mut Enc, id: u64, dtype: &str, n: u64, values: impl Fn(&mut Enc)) {
+        e.array(5);
         e.uint(id);
-        e.str("dtype");
         e.str(dtype);
-        e.str("n");
         e.uint(n);
-        e.str("steps");
         column::write(
             e,
             &[0, 1],
@@ -338,7 +322,6 @@ mod tests {
             false,
             &mut Vec::new(),
         );
-        e.str("values");
         values(e);
     }
 
@@ -347,7 +330,7 @@ mod tests {
         // Steps decode, values do not (a trim of 7 bytes per value holding 1 byte): the
         // batch is damaged, and no series gets steps without values.
         let bytes = shard(1, |e| {
-            map_column(e, 1, "f64", 2, |e| {
+            encoded_column(e, 1, "f64", 2, |e| {
                 e.array(3);
                 e.str("trim");
                 e.uint(1);
@@ -364,7 +347,7 @@ mod tests {
     fn declared_lengths_beyond_the_limit_are_refused_before_allocating() {
         let huge = column::MAX_BATCH_VALUES as u64 + 1;
         let bytes = shard(1, |e| {
-            map_column(e, 1, "i64", huge, |e| {
+            encoded_column(e, 1, "i64", huge, |e| {
                 e.array(5);
                 e.str("delta");
                 e.int(0);
@@ -387,28 +370,14 @@ mod tests {
             e.bin(&[]);
         };
         let bytes = shard(2, |e| {
-            e.map(5);
-            e.str("id");
-            e.uint(1);
-            e.str("dtype");
-            e.str("i64");
-            e.str("n");
-            e.uint(half);
-            e.str("steps");
-            delta(e);
-            e.str("values");
-            delta(e);
-            e.map(5);
-            e.str("id");
-            e.uint(1);
-            e.str("dtype");
-            e.str("f64");
-            e.str("n");
-            e.uint(half);
-            e.str("steps");
-            delta(e);
-            e.str("values");
-            delta(e);
+            for dtype in ["i64", "f64"] {
+                e.array(5);
+                e.uint(1);
+                e.str(dtype);
+                e.uint(half);
+                delta(e);
+                delta(e);
+            }
         });
         let d = decode_shard(&bytes);
         assert_eq!(d.problems.len(), 1, "{:?}", d.problems);
@@ -427,10 +396,10 @@ mod tests {
             );
         };
         for dtype in ["i64", "bool"] {
-            let bytes = shard(1, |e| map_column(e, 1, dtype, 2, micros));
+            let bytes = shard(1, |e| encoded_column(e, 1, dtype, 2, micros));
             assert_eq!(decode_shard(&bytes).problems.len(), 1, "{dtype}");
         }
-        let bytes = shard(1, |e| map_column(e, 1, "f64", 2, micros));
+        let bytes = shard(1, |e| encoded_column(e, 1, "f64", 2, micros));
         let d = decode_shard(&bytes);
         assert!(d.problems.is_empty());
         let x = &d.series[&("x".to_string(), DType::F64)];
