@@ -184,15 +184,57 @@ pub fn write(out: &mut Enc, words: &[u64], plan: Plan, micros: bool, scratch: &m
     }
 }
 
+/// A 64-bit value a column decodes into; `f64` goes through its bit pattern, which costs
+/// nothing, so planes are ORed straight into the output.
+pub trait Word: Copy {
+    /// The value whose word is `w`.
+    fn from_word(w: u64) -> Self;
+    /// This value's word.
+    fn to_word(self) -> u64;
+}
+
+impl Word for u64 {
+    #[inline]
+    fn from_word(w: u64) -> Self {
+        w
+    }
+    #[inline]
+    fn to_word(self) -> u64 {
+        self
+    }
+}
+
+impl Word for i64 {
+    #[inline]
+    fn from_word(w: u64) -> Self {
+        w as i64
+    }
+    #[inline]
+    fn to_word(self) -> u64 {
+        self as u64
+    }
+}
+
+impl Word for f64 {
+    #[inline]
+    fn from_word(w: u64) -> Self {
+        f64::from_bits(w)
+    }
+    #[inline]
+    fn to_word(self) -> u64 {
+        self.to_bits()
+    }
+}
+
 /// ORs byte planes into `dst`: plane `j` of `planes` becomes byte `lo + j` of each word.
-fn or_planes(dst: &mut [u64], planes: &[u8], lo: usize) {
+fn or_planes<T: Word>(dst: &mut [T], planes: &[u8], lo: usize) {
     if dst.is_empty() {
         return;
     }
     for (j, plane) in planes.chunks_exact(dst.len()).enumerate() {
         let shift = 8 * (lo + j);
         for (w, b) in dst.iter_mut().zip(plane) {
-            *w |= u64::from(*b) << shift;
+            *w = T::from_word(w.to_word() | (u64::from(*b) << shift));
         }
     }
 }
@@ -213,15 +255,16 @@ fn small(v: Option<&Mp<'_>>) -> Option<usize> {
         .filter(|&i| i <= 8)
 }
 
-/// Decodes an encoded sequence of `n` words (`n >= 1`) into `out`, replacing its contents.
-pub fn decode(seq: &Mp<'_>, n: usize, out: &mut Vec<u64>) -> Result<Tag, String> {
+/// Appends the `n` words (`n >= 1`) of an encoded sequence to `out`. Everything is checked
+/// before `out` grows, so on an error it is left as it was.
+pub fn decode<T: Word>(seq: &Mp<'_>, n: usize, out: &mut Vec<T>) -> Result<Tag, String> {
     let items = seq.as_array().unwrap_or(&[]);
     let tag = items.first().and_then(Mp::as_str).unwrap_or("");
     let bad = |what: &str| format!("column encoding {tag:?}: {what}");
     if n == 0 || n > MAX_BATCH_VALUES {
         return Err(bad("needs 1 to 2^25 values"));
     }
-    out.clear();
+    let start = out.len();
     match tag {
         "delta" | "micros" => {
             let (Some(first), Some(base), Some(width), Some(planes)) = (
@@ -235,13 +278,14 @@ pub fn decode(seq: &Mp<'_>, n: usize, out: &mut Vec<u64>) -> Result<Tag, String>
             if planes.len() != width * (n - 1) {
                 return Err(bad("planes do not hold n - 1 residuals"));
             }
-            out.resize(n, 0);
-            or_planes(&mut out[1..], planes, 0);
+            out.resize(start + n, T::from_word(0));
+            let dst = &mut out[start..];
+            or_planes(&mut dst[1..], planes, 0);
             let mut x = first;
-            out[0] = first;
-            for w in &mut out[1..] {
-                x = x.wrapping_add(base).wrapping_add(*w);
-                *w = x;
+            dst[0] = T::from_word(first);
+            for w in &mut dst[1..] {
+                x = x.wrapping_add(base).wrapping_add(w.to_word());
+                *w = T::from_word(x);
             }
             Ok(if tag == "micros" {
                 Tag::Micros
@@ -258,45 +302,33 @@ pub fn decode(seq: &Mp<'_>, n: usize, out: &mut Vec<u64>) -> Result<Tag, String>
             if planes.len() != (8 - skip) * n {
                 return Err(bad("planes do not hold n values"));
             }
-            out.resize(n, 0);
-            or_planes(out, planes, skip);
+            out.resize(start + n, T::from_word(0));
+            or_planes(&mut out[start..], planes, skip);
             Ok(Tag::Words)
         }
         _ => Err(format!("unknown column encoding {tag:?}")),
     }
 }
 
-/// Decodes a column's `steps` or `values` field into `out`: a plain bin of `n` little-endian
-/// words of `width` bytes (8, or 1 for bools), or, where `encoded` allows, an encoded sequence.
-pub fn decode_field(
-    v: &Mp<'_>,
-    n: usize,
-    width: usize,
-    encoded: bool,
-    out: &mut Vec<u64>,
-) -> Result<Tag, String> {
+/// Appends a column's `steps` or `values` field of `n` entries to `out`: a plain bin of `n`
+/// little-endian 8-byte words, or an encoded sequence. On an error `out` is left as it was.
+pub fn decode_field<T: Word>(v: &Mp<'_>, n: usize, out: &mut Vec<T>) -> Result<Tag, String> {
     if n > MAX_BATCH_VALUES {
         return Err("a column declares more than 2^25 values".into());
     }
     match v {
         Mp::Bin(b) => {
-            if b.len() != n * width {
+            if b.len() != n * 8 {
                 return Err("column lengths disagree".into());
             }
-            out.clear();
-            if width == 8 {
-                out.extend(b.chunks_exact(8).map(|c| {
-                    let mut a = [0u8; 8];
-                    a.copy_from_slice(c);
-                    u64::from_le_bytes(a)
-                }));
-            } else {
-                out.extend(b.iter().map(|x| u64::from(*x)));
-            }
+            out.extend(b.chunks_exact(8).map(|c| {
+                let mut a = [0u8; 8];
+                a.copy_from_slice(c);
+                T::from_word(u64::from_le_bytes(a))
+            }));
             Ok(Tag::Words)
         }
-        v if encoded => decode(v, n, out),
-        _ => Err("bool values must be a plain bin".into()),
+        v => decode(v, n, out),
     }
 }
 
@@ -321,9 +353,10 @@ mod tests {
         let mut scratch = Vec::new();
         write(&mut enc, words, plan, false, &mut scratch);
         let v = mp_decode(&enc.buf).unwrap();
-        let mut out = vec![7; 3];
+        let mut out = vec![7u64; 3];
         assert_eq!(decode(&v, words.len(), &mut out).unwrap(), Tag::Words);
-        out
+        assert_eq!(out[..3], [7, 7, 7]);
+        out.split_off(3)
     }
 
     #[test]
@@ -390,7 +423,7 @@ mod tests {
         enc.uint(0);
         enc.bin(&[]);
         let v = mp_decode(&enc.buf).unwrap();
-        let mut out = Vec::new();
+        let mut out: Vec<u64> = Vec::new();
         assert!(decode(&v, MAX_BATCH_VALUES + 1, &mut out).is_err());
         assert!(out.is_empty());
         assert_eq!(decode(&v, 4, &mut out), Ok(Tag::Words));
@@ -401,6 +434,7 @@ mod tests {
         enc.uint(9);
         enc.bin(&[]);
         assert!(decode(&mp_decode(&enc.buf).unwrap(), 1, &mut out).is_err());
+        out.clear();
         for n in [0, 2, 5] {
             let mut e = Enc::default();
             write(
@@ -413,6 +447,7 @@ mod tests {
             let r = decode(&mp_decode(&e.buf).unwrap(), n, &mut out);
             assert!(r.is_err(), "n={n}");
         }
+        assert!(out.is_empty());
     }
 
     proptest! {

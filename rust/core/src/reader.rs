@@ -190,9 +190,6 @@ struct Decoder {
     names: Vec<Option<String>>,
     /// Whether a key id already has data (and so is listed in `out.keys`).
     listed: Vec<bool>,
-    /// The column being decoded, as words: steps and values.
-    steps: Vec<u64>,
-    values: Vec<u64>,
     /// Values per (key id, dtype) in the shard's batches, to size each series once.
     sizes: HashMap<(i64, DType), usize>,
 }
@@ -243,15 +240,19 @@ fn summary_scalar(v: &Mp<'_>) -> Option<Value> {
 impl Decoder {
     /// The name of a key id, marking it as having data.
     fn name(&mut self, id: i64) -> std::result::Result<String, String> {
+        let name = self.lookup(id)?;
+        self.listed[id as usize] = true;
+        Ok(name)
+    }
+
+    /// The name of a key id.
+    fn lookup(&self, id: i64) -> std::result::Result<String, String> {
         let i = usize::try_from(id).unwrap_or(usize::MAX);
-        let name = self
-            .names
+        self.names
             .get(i)
             .cloned()
             .flatten()
-            .ok_or_else(|| format!("key id {id} is not defined (its frame was lost)"))?;
-        self.listed[i] = true;
-        Ok(name)
+            .ok_or_else(|| format!("key id {id} is not defined (its frame was lost)"))
     }
 
     fn frame(&mut self, kind: u8, v: &Mp<'_>) -> std::result::Result<(), String> {

@@ -108,6 +108,31 @@ fn head<'m, 'a>(col: &'m Mp<'a>) -> Result<Head<'m, 'a>, String> {
     })
 }
 
+/// Appends a column's `n` steps and values to its series, straight from the column's fields.
+fn append(s: &mut Series, n: usize, steps: &Mp<'_>, values: &Mp<'_>) -> Result<(), String> {
+    column::decode_field(steps, n, &mut s.steps)?;
+    match &mut s.values {
+        Scalars::F64(v) => {
+            let start = v.len();
+            if column::decode_field(values, n, v)? == Tag::Micros {
+                for x in &mut v[start..] {
+                    *x = column::from_micros(x.to_bits() as i64);
+                }
+            }
+        }
+        Scalars::I64(v) => {
+            if column::decode_field(values, n, v)? == Tag::Micros {
+                return Err("micros values in a column that is not f64".into());
+            }
+        }
+        Scalars::Bool(v) => match values {
+            Mp::Bin(b) if b.len() == n => v.extend(b.iter().map(|x| *x != 0)),
+            _ => return Err("bool values must be a plain bin of n bytes".into()),
+        },
+    }
+    Ok(())
+}
+
 impl Decoder {
     /// Decodes the shard's batch frames, in file order. Every column is counted first, so
     /// each series is allocated once at its full length instead of growing batch by batch.
@@ -141,7 +166,6 @@ impl Decoder {
 
     /// One entry of a batch's `cols`, appended to its series once all of it decoded.
     fn column(&mut self, col: &Mp<'_>) -> Result<(), String> {
-        let bad = |what: &str| format!("batch: {what}");
         let Head {
             id,
             dtype,
@@ -149,42 +173,37 @@ impl Decoder {
             steps,
             values,
         } = head(col)?;
-        column::decode_field(steps, n, 8, true, &mut self.steps).map_err(|e| bad(&e))?;
-        let tag = column::decode_field(
-            values,
-            n,
-            dtype.width(),
-            dtype != DType::Bool,
-            &mut self.values,
-        )
-        .map_err(|e| bad(&e))?;
-        if tag == Tag::Micros && dtype != DType::F64 {
-            return Err(bad("micros values in a column that is not f64"));
-        }
-        let name = self.name(id)?;
-        if id == 0 {
-            self.out.rows += n as u64;
-        }
-        let s = self.out.series.entry((name, dtype)).or_insert_with(|| {
-            let size = self.sizes.get(&(id, dtype)).copied().unwrap_or(0);
-            Series {
+        let key = (self.lookup(id)?, dtype);
+        let size = self.sizes.get(&(id, dtype)).copied().unwrap_or(0);
+        let s = self
+            .out
+            .series
+            .entry(key.clone())
+            .or_insert_with(|| Series {
                 steps: Vec::with_capacity(size),
                 values: match dtype {
                     DType::F64 => Scalars::F64(Vec::with_capacity(size)),
                     DType::I64 => Scalars::I64(Vec::with_capacity(size)),
                     DType::Bool => Scalars::Bool(Vec::with_capacity(size)),
                 },
+            });
+        let before = s.steps.len();
+        if let Err(e) = append(s, n, steps, values) {
+            // Nothing of a column that failed stays behind.
+            s.steps.truncate(before);
+            match &mut s.values {
+                Scalars::F64(v) => v.truncate(before),
+                Scalars::I64(v) => v.truncate(before),
+                Scalars::Bool(v) => v.truncate(before),
             }
-        });
-        s.steps.extend(self.steps.iter().map(|w| *w as i64));
-        let words = &self.values;
-        match &mut s.values {
-            Scalars::F64(v) if tag == Tag::Micros => {
-                v.extend(words.iter().map(|w| column::from_micros(*w as i64)));
+            if before == 0 {
+                self.out.series.remove(&key);
             }
-            Scalars::F64(v) => v.extend(words.iter().map(|w| f64::from_bits(*w))),
-            Scalars::I64(v) => v.extend(words.iter().map(|w| *w as i64)),
-            Scalars::Bool(v) => v.extend(words.iter().map(|w| *w != 0)),
+            return Err(format!("batch: {e}"));
+        }
+        self.name(id)?; // marks the key as having data
+        if id == 0 {
+            self.out.rows += n as u64;
         }
         Ok(())
     }
