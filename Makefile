@@ -16,8 +16,9 @@ lint: ## rustfmt, clippy -D warnings, ruff
 	ruff check python tests benches
 	ruff format --check python tests benches
 
-bench: ## pytest-benchmark medians
+bench: ## pytest-benchmark medians, then the criterion benches of the core
 	python -m pytest benches --benchmark-only --benchmark-columns=median,iqr,rounds --benchmark-sort=name
+	cargo bench -p steplog-core --locked
 
 clean: ## remove build outputs and local runs
 	cargo clean
