@@ -16,8 +16,9 @@ lint: ## rustfmt, clippy -D warnings, ruff
 	ruff check python tests benches
 	ruff format --check python tests benches
 
-bench: ## pytest-benchmark medians
+bench: ## pytest-benchmark medians, then the criterion benches of the core
 	python -m pytest benches --benchmark-only --benchmark-columns=median,iqr,rounds --benchmark-sort=name
+	cargo bench -p steplog-core --locked
 
 peers: ## steplog next to wandb, TensorBoard, MLflow, rerun, trackio (pip install '.[peers]')
 	python benches/peers.py

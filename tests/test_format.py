@@ -42,6 +42,7 @@ KIND_HEADER, KIND_BATCH, KIND_SUMMARY, KIND_GAP, KIND_CLOSE, KIND_METRICS = 1, 2
 KNOWN_KINDS = {KIND_HEADER, KIND_BATCH, KIND_SUMMARY, KIND_GAP, KIND_CLOSE, KIND_METRICS}
 CODEC_NONE, CODEC_ZSTD = 0, 1
 DTYPES = {"f64": np.dtype("<f8"), "i64": np.dtype("<i8"), "bool": np.dtype("u1")}
+MAX_BATCH_VALUES = 1 << 25  # values (summed over its columns) a batch may declare
 TIMESTAMP_KEY = "_timestamp"
 STATS = ("min", "max", "mean", "first", "last", "best")
 GOALS = ("minimize", "maximize")
@@ -268,6 +269,8 @@ class Shard:
     keys: list[str] = field(default_factory=list)
     names: dict[int, str] = field(default_factory=dict)
     key_tables: list[list[tuple[int, str]]] = field(default_factory=list)
+    # (key, dtype, steps encoding, values encoding) of every column, in file order
+    encodings: list[tuple[str, str, str, str]] = field(default_factory=list)
     columns: dict[tuple[str, str], list[tuple[np.ndarray, np.ndarray]]] = field(
         default_factory=dict
     )
@@ -298,6 +301,93 @@ class Shard:
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
+def _planes(planes: Any, width: Any, count: int, skip: int) -> np.ndarray:
+    """`count` little-endian 64-bit words stored as `width` byte planes (plane j: byte
+    skip + j of every word, one word after another); the other bytes are zero."""
+    if not (isinstance(width, int) and 0 <= width <= 8 - skip):
+        raise FrameError("bad byte-plane width")
+    if not isinstance(planes, bytes) or len(planes) != width * count:
+        raise FrameError("byte planes do not hold the declared count of values")
+    b = np.zeros((count, 8), np.uint8)
+    b[:, skip : skip + width] = np.frombuffer(planes, np.uint8).reshape(width, count).T
+    return b.view("<u8").ravel()
+
+
+def _word(x: Any) -> np.uint64:
+    """A msgpack int field of an encoded sequence, taken mod 2**64."""
+    if not isinstance(x, int) or isinstance(x, bool):
+        raise FrameError("bad integer field")
+    return np.uint64(x % 2**64)
+
+
+def decode_seq(field: Any, n: int, dtype: str) -> tuple[np.ndarray, str]:
+    """A column's `steps` (dtype "i64") or `values`: a plain bin, or an encoded sequence
+    `["delta" | "micros", first, base, width, planes]` or `["trim", skip, planes]`.
+    Returns the n values and the encoding's name."""
+    if isinstance(field, bytes):
+        values = _le(field, DTYPES[dtype], "column field")
+        if len(values) != n:
+            raise FrameError("column lengths disagree")
+        return values, "plain"
+    if dtype == "bool" or not (isinstance(field, list) and field and 1 <= n <= MAX_BATCH_VALUES):
+        raise FrameError("bad column field")
+    tag = field[0]
+    if tag in ("delta", "micros") and len(field) >= 5:
+        first, base, width, planes = field[1:5]
+        residuals = _planes(planes, width, n - 1, 0)
+        words = np.empty(n, np.uint64)
+        words[0] = _word(first)
+        words[1:] = residuals + _word(base)  # uint64 arithmetic wraps mod 2**64
+        words = np.cumsum(words, dtype=np.uint64)
+        if tag == "micros":
+            if dtype != "f64":
+                raise FrameError("micros values in a column that is not f64")
+            return words.view(np.int64) / 1e6, tag
+        return words.view(DTYPES[dtype]), tag
+    if tag == "trim" and len(field) >= 3:
+        skip, planes = field[1:3]
+        if not (isinstance(skip, int) and 0 <= skip <= 8):
+            raise FrameError("bad trim")
+        return _planes(planes, 8 - skip, n, skip).view(DTYPES[dtype]), tag
+    raise FrameError(f"unknown column encoding {tag!r}")
+
+
+def _declared(col: Any) -> int:
+    """The number of entries a column declares: its `n`, or for the 0.1.0 form, its steps."""
+    if isinstance(col, list) and len(col) >= 3:
+        n = col[2]
+        if isinstance(n, int) and not isinstance(n, bool):
+            return n
+        if isinstance(n, bytes):
+            return len(n) // 8
+    return 0
+
+
+def _column(col: Any) -> tuple[int, str, np.ndarray, np.ndarray, tuple[str, str]]:
+    """An entry of a batch's `cols`: `[id, dtype, n, steps, values, ...]` with plain or
+    encoded fields, or steplog 0.1.0's `[id, dtype, steps, values]` of plain packed arrays
+    (told apart by the type of the third item)."""
+    if not (isinstance(col, list) and len(col) >= 4):
+        raise FrameError("bad column")
+    kid, dtype = col[0], col[1]
+    if not (isinstance(kid, int) and dtype in DTYPES):
+        raise FrameError("bad column")
+    if isinstance(col[2], bytes):
+        steps = _le(col[2], np.dtype("<i8"), "column steps")
+        if not isinstance(col[3], bytes):
+            raise FrameError("bad column values")
+        values, _ = decode_seq(col[3], len(steps), dtype)
+        return kid, dtype, steps, values, ("plain", "plain")
+    n = col[2]
+    if not (len(col) >= 5 and isinstance(n, int) and not isinstance(n, bool) and n >= 0):
+        raise FrameError("bad column")
+    if n > MAX_BATCH_VALUES:
+        raise FrameError("column declares more than 2**25 values")
+    steps, steps_tag = decode_seq(col[3], n, "i64")
+    values, values_tag = decode_seq(col[4], n, dtype)
+    return kid, dtype, steps, values, (steps_tag, values_tag)
+
+
 def _batch(s: Shard, m: Any) -> None:
     if not isinstance(m, dict):
         raise FrameError("batch is not a map")
@@ -318,14 +408,11 @@ def _batch(s: Shard, m: Any) -> None:
     s.key_tables.append(table)
     undefined = []
     batch_rows = 0
+    declared = [_declared(c) for c in cols]
+    if sum(declared) > MAX_BATCH_VALUES:
+        raise FrameError("batch declares more than 2**25 values")  # before decoding any
     for col in cols:
-        if not (isinstance(col, list) and len(col) >= 4 and col[1] in DTYPES):
-            raise FrameError("bad column")
-        kid, dtype = col[0], col[1]
-        steps = _le(col[2], np.dtype("<i8"), "column steps")
-        values = _le(col[3], DTYPES[dtype], "column values")
-        if len(steps) != len(values):
-            raise FrameError("column lengths disagree")
+        kid, dtype, steps, values, tags = _column(col)
         if kid not in s.names:
             undefined.append(kid)
             continue
@@ -334,6 +421,7 @@ def _batch(s: Shard, m: Any) -> None:
         if dtype == "bool":
             values = values != 0
         s.columns.setdefault((s.names[kid], dtype), []).append((steps, values))
+        s.encodings.append((s.names[kid], dtype, *tags))
     for entry in vals:
         if not (isinstance(entry, list) and len(entry) >= 4):
             raise FrameError("bad value entry")

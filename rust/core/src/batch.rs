@@ -1,12 +1,13 @@
 //! A batch of rows being gathered by the writer, and its msgpack encoding.
 //!
-//! Scalars are columnar: one column per (key, dtype) with the steps and the values as packed
-//! little-endian arrays in msgpack `bin` fields. Text, lists and histograms go in `vals`, one
-//! entry each. The key table carries only ids not written in an earlier batch of the shard.
-//! The exact layout is specified in `docs/FORMAT.md`.
+//! Scalars are columnar: one column per (key, dtype), its steps and values kept as 64-bit
+//! words and written as byte planes (`delta`, `trim`, `micros`: see [`crate::column`]). Text,
+//! lists and histograms go in `vals`, one entry each. The key table carries only ids not
+//! written in an earlier batch of the shard. The exact layout is in `docs/FORMAT.md`.
 
 use std::time::Instant;
 
+use crate::column::{self, Plan};
 use crate::keys::KeyRegistry;
 use crate::msgpack::Enc;
 use crate::value::{Cell, Histogram, KeyId, Value};
@@ -51,12 +52,14 @@ impl DType {
     }
 }
 
+/// One (key, dtype) column. `values` holds f64 bit patterns, i64 two's complement or 0/1 for
+/// bools; for `_timestamp` (key 0) whole microseconds since the Unix epoch.
 #[derive(Debug)]
 struct Column {
     key: KeyId,
     dtype: DType,
-    steps: Vec<u8>,
-    values: Vec<u8>,
+    steps: Vec<u64>,
+    values: Vec<u64>,
 }
 
 /// Rows gathered for the next batch frame.
@@ -71,6 +74,10 @@ pub struct Batch {
     scalars: usize,
     max_key: KeyId,
     started: Option<Instant>,
+    /// Residuals of the column being encoded.
+    scratch: Vec<u64>,
+    /// Emptied columns of earlier batches, kept for their allocations.
+    spare: Vec<Column>,
 }
 
 impl Batch {
@@ -91,34 +98,40 @@ impl Batch {
         self.started
     }
 
-    fn push_scalar(&mut self, step: i64, key: KeyId, dtype: DType, le: &[u8]) {
+    fn push_scalar(&mut self, step: i64, key: KeyId, dtype: DType, word: u64) {
         let k = key as usize;
         if self.slots.len() <= k {
             self.slots.resize(k + 1, [0; 3]);
         }
         let slot = &mut self.slots[k][dtype as usize];
         if *slot == 0 {
-            self.cols.push(Column {
-                key,
-                dtype,
-                steps: Vec::new(),
-                values: Vec::new(),
-            });
+            let col = match self.spare.pop() {
+                Some(c) => Column { key, dtype, ..c },
+                None => Column {
+                    key,
+                    dtype,
+                    steps: Vec::new(),
+                    values: Vec::new(),
+                },
+            };
+            self.cols.push(col);
             *slot = self.cols.len() as u32;
         }
         let col = &mut self.cols[*slot as usize - 1];
-        col.steps.extend_from_slice(&step.to_le_bytes());
-        col.values.extend_from_slice(le);
-        self.bytes += 8 + le.len();
+        col.steps.push(step as u64);
+        col.values.push(word);
+        self.bytes += 16;
     }
 
-    /// Adds one row at Unix time `time`, taking the values out of `cells`.
+    /// Adds one row at Unix time `time` (kept to the microsecond), taking the values out of
+    /// `cells`.
     pub fn add_row(&mut self, step: i64, time: f64, cells: &mut [Cell]) {
         if self.started.is_none() {
             self.started = Some(Instant::now());
         }
         self.rows += 1;
-        self.push_scalar(step, 0, DType::F64, &time.to_le_bytes());
+        let micros = column::to_micros(time);
+        self.push_scalar(step, 0, DType::F64, micros as u64);
         for cell in cells {
             let value = std::mem::replace(&mut cell.value, Value::Bool(false));
             self.add_cell(step, cell.key, value);
@@ -130,15 +143,15 @@ impl Batch {
         match value {
             Value::F64(v) => {
                 self.scalars += 1;
-                self.push_scalar(step, key, DType::F64, &v.to_le_bytes());
+                self.push_scalar(step, key, DType::F64, v.to_bits());
             }
             Value::I64(v) => {
                 self.scalars += 1;
-                self.push_scalar(step, key, DType::I64, &v.to_le_bytes());
+                self.push_scalar(step, key, DType::I64, v as u64);
             }
             Value::Bool(v) => {
                 self.scalars += 1;
-                self.push_scalar(step, key, DType::Bool, &[u8::from(v)]);
+                self.push_scalar(step, key, DType::Bool, u64::from(v));
             }
             other => {
                 self.bytes += other.approx_bytes() + 16;
@@ -167,11 +180,7 @@ impl Batch {
         out.str("cols");
         out.array(self.cols.len());
         for col in &self.cols {
-            out.array(4);
-            out.uint(u64::from(col.key));
-            out.str(col.dtype.name());
-            out.bin(&col.steps);
-            out.bin(&col.values);
+            encode_column(col, out, &mut self.scratch);
         }
         out.str("vals");
         out.array(self.others.len());
@@ -185,13 +194,54 @@ impl Batch {
     }
 
     fn clear(&mut self) {
-        self.cols.clear();
+        for mut col in self.cols.drain(..) {
+            col.steps.clear();
+            col.values.clear();
+            self.spare.push(col);
+        }
         self.slots.iter_mut().for_each(|s| *s = [0; 3]);
         self.others.clear();
         self.rows = 0;
         self.bytes = 0;
         self.scalars = 0;
         self.started = None;
+    }
+}
+
+/// Writes one column as a map: `id`, `dtype`, `n`, then `steps` and `values` encoded.
+/// Writes one column as `[id, dtype, n, steps, values]`, the fields encoded (see
+/// [`column`]), except that a single entry is packed plain: fewer bytes than any encoding.
+fn encode_column(col: &Column, out: &mut Enc, scratch: &mut Vec<u64>) {
+    let single = col.steps.len() == 1;
+    out.array(5);
+    out.uint(u64::from(col.key));
+    out.str(col.dtype.name());
+    out.uint(col.steps.len() as u64);
+    if single {
+        column::write_plain(out, &col.steps);
+    } else {
+        let plan = column::plan_delta(&col.steps);
+        column::write(out, &col.steps, plan, false, scratch);
+    }
+    match col.dtype {
+        DType::Bool => {
+            out.bin_len(col.values.len());
+            out.buf.extend(col.values.iter().map(|v| *v as u8));
+        }
+        DType::F64 if col.key == 0 && single => {
+            // The same value `micros` would give: the time to the microsecond, in seconds.
+            let seconds = column::from_micros(col.values[0] as i64);
+            column::write_plain(out, &[seconds.to_bits()]);
+        }
+        DType::F64 if col.key == 0 => {
+            let plan = column::plan_delta(&col.values);
+            column::write(out, &col.values, plan, true, scratch);
+        }
+        DType::F64 | DType::I64 if single => column::write_plain(out, &col.values),
+        DType::F64 | DType::I64 => {
+            let plan: Plan = column::plan_best(&col.values);
+            column::write(out, &col.values, plan, false, scratch);
+        }
     }
 }
 

@@ -15,6 +15,7 @@ pub mod accumulator;
 pub mod batch;
 pub mod chunk;
 pub mod clock;
+pub mod column;
 pub mod config;
 pub mod error;
 pub mod frame;

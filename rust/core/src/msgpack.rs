@@ -37,6 +37,10 @@ impl Enc {
     pub fn int(&mut self, v: i64) {
         let _ = rmp::encode::write_sint(&mut self.buf, v);
     }
+    /// The header of a bin of `n` bytes; the caller appends the bytes.
+    pub fn bin_len(&mut self, n: usize) {
+        let _ = rmp::encode::write_bin_len(&mut self.buf, n as u32);
+    }
     /// An unsigned integer in its smallest encoding.
     pub fn uint(&mut self, v: u64) {
         let _ = rmp::encode::write_uint(&mut self.buf, v);

@@ -9,12 +9,15 @@ use std::path::Path;
 use crate::batch::DType;
 use crate::error::{Error, Result};
 use crate::frame::{self, Damage, Event, Kind};
-use crate::keys::TIMESTAMP_KEY;
 use crate::metric::MetricDefs;
 use crate::msgpack::{self, Mp};
 use crate::shard::FORMAT_VERSION;
 use crate::summary::SummaryValue;
-use crate::value::{Histogram, Value};
+use crate::value::Value;
+
+mod batch;
+pub use batch::decode_other;
+use batch::Pending;
 
 /// A small metadata value (header and close frames).
 #[derive(Debug, Clone, PartialEq)]
@@ -106,6 +109,7 @@ pub fn decode_shard(bytes: &[u8]) -> ShardData {
     let mut d = Decoder::default();
     let mut next_seq = 0u64;
     let mut after_damage = false;
+    let mut batches = Vec::new();
     for ev in frame::Frames::new(bytes) {
         match ev {
             Event::Frame {
@@ -125,14 +129,25 @@ pub fn decode_shard(bytes: &[u8]) -> ShardData {
                 if Kind::from_u8(header.kind).is_none() {
                     continue; // a newer writer's frame kind: skipped undecoded, on purpose
                 }
+                let len = frame::HEADER_LEN + payload.len();
                 let result = frame::decode_payload(&header, payload).and_then(|raw| {
+                    if header.kind == Kind::Batch as u8 {
+                        let seq = header.seq;
+                        batches.push(Pending {
+                            offset,
+                            len,
+                            seq,
+                            raw,
+                        });
+                        return Ok(());
+                    }
                     let v = msgpack::decode(&raw)?;
                     d.frame(header.kind, &v)
                 });
                 if let Err(reason) = result {
                     d.out.problems.push(Problem {
                         offset,
-                        len: frame::HEADER_LEN + payload.len(),
+                        len,
                         torn_tail: false,
                         reason,
                         lost_frames: Some((header.seq, header.seq)),
@@ -159,6 +174,8 @@ pub fn decode_shard(bytes: &[u8]) -> ShardData {
             }
         }
     }
+    d.batches(&batches);
+    d.out.problems.sort_by_key(|p| p.offset);
     // Keys in id order, which is first-logged order; only those with data.
     d.out.keys = (1..d.names.len())
         .filter(|&i| d.listed[i])
@@ -173,6 +190,8 @@ struct Decoder {
     names: Vec<Option<String>>,
     /// Whether a key id already has data (and so is listed in `out.keys`).
     listed: Vec<bool>,
+    /// Values per (key id, dtype) in the shard's batches, to size each series once.
+    sizes: HashMap<(i64, DType), usize>,
 }
 
 fn meta_map(v: &Mp<'_>) -> Vec<(String, Meta)> {
@@ -193,58 +212,6 @@ fn meta_map(v: &Mp<'_>) -> Vec<(String, Meta)> {
             Some((k, m))
         })
         .collect()
-}
-
-fn le_i64(b: &[u8]) -> impl Iterator<Item = i64> + '_ {
-    b.chunks_exact(8).map(|c| {
-        let mut a = [0u8; 8];
-        a.copy_from_slice(c);
-        i64::from_le_bytes(a)
-    })
-}
-
-fn le_f64(b: &[u8]) -> impl Iterator<Item = f64> + '_ {
-    le_i64(b).map(|v| f64::from_bits(v as u64))
-}
-
-/// Decodes a non-scalar value from its kind name and payload.
-pub fn decode_other(kind: &str, payload: &Mp<'_>) -> std::result::Result<Value, String> {
-    let bad = || format!("bad payload for a {kind} value");
-    Ok(match kind {
-        "text" => Value::Text(payload.as_str().ok_or_else(bad)?.into()),
-        "list" => {
-            let b = payload.as_bin().ok_or_else(bad)?;
-            if b.len() % 8 != 0 {
-                return Err(bad());
-            }
-            Value::List(le_f64(b).collect())
-        }
-        "hist" => {
-            let counts = payload.get("counts").and_then(Mp::as_bin).ok_or_else(bad)?;
-            let edges = payload.get("edges").and_then(Mp::as_bin).ok_or_else(bad)?;
-            if counts.len() % 8 != 0 || edges.len() % 8 != 0 {
-                return Err(bad());
-            }
-            let n = |k| payload.get(k).and_then(Mp::as_i64).unwrap_or(0) as u64;
-            Value::Histogram(Box::new(Histogram {
-                counts: le_i64(counts).map(|c| c as u64).collect(),
-                edges: le_f64(edges).collect(),
-                nan: n("nan"),
-                pos_inf: n("pos_inf"),
-                neg_inf: n("neg_inf"),
-            }))
-        }
-        "f64" => match payload {
-            Mp::F64(v) => Value::F64(*v),
-            _ => return Err(bad()),
-        },
-        "i64" => Value::I64(payload.as_i64().ok_or_else(bad)?),
-        "bool" => match payload {
-            Mp::Bool(v) => Value::Bool(*v),
-            _ => return Err(bad()),
-        },
-        other => return Err(format!("unknown value kind {other:?}")),
-    })
 }
 
 fn summary_value(v: &Mp<'_>) -> Option<SummaryValue> {
@@ -273,15 +240,19 @@ fn summary_scalar(v: &Mp<'_>) -> Option<Value> {
 impl Decoder {
     /// The name of a key id, marking it as having data.
     fn name(&mut self, id: i64) -> std::result::Result<String, String> {
+        let name = self.lookup(id)?;
+        self.listed[id as usize] = true;
+        Ok(name)
+    }
+
+    /// The name of a key id.
+    fn lookup(&self, id: i64) -> std::result::Result<String, String> {
         let i = usize::try_from(id).unwrap_or(usize::MAX);
-        let name = self
-            .names
+        self.names
             .get(i)
             .cloned()
             .flatten()
-            .ok_or_else(|| format!("key id {id} is not defined (its frame was lost)"))?;
-        self.listed[i] = true;
-        Ok(name)
+            .ok_or_else(|| format!("key id {id} is not defined (its frame was lost)"))
     }
 
     fn frame(&mut self, kind: u8, v: &Mp<'_>) -> std::result::Result<(), String> {
@@ -329,95 +300,6 @@ impl Decoder {
                 self.out.gaps.push((rows, reason.to_string()));
             }
             None => {}
-        }
-        Ok(())
-    }
-
-    fn batch(&mut self, v: &Mp<'_>) -> std::result::Result<(), String> {
-        let bad = |what: &str| format!("batch: {what}");
-        for entry in v
-            .get("keys")
-            .and_then(Mp::as_array)
-            .ok_or_else(|| bad("no keys"))?
-        {
-            let pair = entry.as_array().ok_or_else(|| bad("bad key entry"))?;
-            let (Some(id), Some(name)) = (
-                pair.first().and_then(Mp::as_i64),
-                pair.get(1).and_then(Mp::as_str),
-            ) else {
-                return Err(bad("bad key entry"));
-            };
-            let id = usize::try_from(id).map_err(|_| bad("negative key id"))?;
-            if id > self.names.len() + (1 << 20) {
-                return Err(bad("key id out of range"));
-            }
-            if self.names.len() <= id {
-                self.names.resize(id + 1, None);
-                self.listed.resize(id + 1, false);
-            }
-            if id == 0 && name != TIMESTAMP_KEY {
-                return Err(bad("key id 0 must be _timestamp"));
-            }
-            self.names[id] = Some(name.to_string());
-        }
-        for col in v
-            .get("cols")
-            .and_then(Mp::as_array)
-            .ok_or_else(|| bad("no cols"))?
-        {
-            let c = col.as_array().ok_or_else(|| bad("bad column"))?;
-            let (Some(id), Some(dtype), Some(steps), Some(values)) = (
-                c.first().and_then(Mp::as_i64),
-                c.get(1).and_then(Mp::as_str).and_then(DType::parse),
-                c.get(2).and_then(Mp::as_bin),
-                c.get(3).and_then(Mp::as_bin),
-            ) else {
-                return Err(bad("bad column"));
-            };
-            let n = steps.len() / 8;
-            if steps.len() % 8 != 0 || values.len() != n * dtype.width() {
-                return Err(bad("column lengths disagree"));
-            }
-            let name = self.name(id)?;
-            if id == 0 {
-                self.out.rows += n as u64;
-            }
-            let s = self
-                .out
-                .series
-                .entry((name, dtype))
-                .or_insert_with(|| Series {
-                    steps: Vec::new(),
-                    values: match dtype {
-                        DType::F64 => Scalars::F64(Vec::new()),
-                        DType::I64 => Scalars::I64(Vec::new()),
-                        DType::Bool => Scalars::Bool(Vec::new()),
-                    },
-                });
-            s.steps.extend(le_i64(steps));
-            match &mut s.values {
-                Scalars::F64(v) => v.extend(le_f64(values)),
-                Scalars::I64(v) => v.extend(le_i64(values)),
-                Scalars::Bool(v) => v.extend(values.iter().map(|b| *b != 0)),
-            }
-        }
-        for entry in v
-            .get("vals")
-            .and_then(Mp::as_array)
-            .ok_or_else(|| bad("no vals"))?
-        {
-            let e = entry.as_array().ok_or_else(|| bad("bad value entry"))?;
-            let (Some(step), Some(id), Some(kind), Some(payload)) = (
-                e.first().and_then(Mp::as_i64),
-                e.get(1).and_then(Mp::as_i64),
-                e.get(2).and_then(Mp::as_str),
-                e.get(3),
-            ) else {
-                return Err(bad("bad value entry"));
-            };
-            let value = decode_other(kind, payload)?;
-            let name = self.name(id)?;
-            self.out.others.push((step, name, value));
         }
         Ok(())
     }

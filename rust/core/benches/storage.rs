@@ -1,0 +1,222 @@
+//! Criterion benches of the storage path on training-curve data: a writer batch from rows to
+//! a compressed frame, the reader's decode of a shard, and 64-bin histograms of 1M float32.
+//!
+//! `cargo bench -p steplog-core --bench storage`; throughput is in scalars (logged values,
+//! `_timestamp` not counted) or elements.
+
+use std::hint::black_box;
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use steplog_core::batch::Batch;
+use steplog_core::frame::{self, Kind};
+use steplog_core::keys::{Interner, KeyRegistry};
+use steplog_core::msgpack::Enc;
+use steplog_core::reader::decode_shard;
+use steplog_core::value::{Cell, KeyId};
+use steplog_core::{ShardInfo, Value};
+
+/// Rows per batch: the default `batch_max_bytes` cuts a batch of 5-scalar rows near here.
+const ROWS: usize = 40_000;
+const SCALARS_PER_ROW: usize = 5;
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn uniform(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+    /// Roughly standard normal (Irwin-Hall with 12 terms).
+    fn normal(&mut self) -> f64 {
+        (0..12).map(|_| self.uniform()).sum::<f64>() - 6.0
+    }
+}
+
+/// One row per step of a training run: float32 loss, accuracy and gradient norm (as Python
+/// floats), a float64 cosine learning-rate schedule and an integer epoch, the way
+/// `steplog demo` logs them; timestamps 50 ms apart with jitter.
+struct Curve {
+    keys: [KeyId; SCALARS_PER_ROW],
+    cells: Vec<Cell>,
+    times: Vec<f64>,
+    registry: std::sync::Arc<KeyRegistry>,
+}
+
+fn curve(rows: usize, total: usize) -> Curve {
+    let registry = KeyRegistry::new();
+    let mut interner = Interner::new(registry.clone());
+    let names = ["train/loss", "train/acc", "lr", "grad_norm", "epoch"];
+    let mut keys = [0; SCALARS_PER_ROW];
+    for (k, n) in keys.iter_mut().zip(names) {
+        *k = interner.intern(n).expect("key");
+    }
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let mut cells = Vec::with_capacity(rows * SCALARS_PER_ROW);
+    let mut times = Vec::with_capacity(rows);
+    let mut t = 1.7e9;
+    for i in 0..rows {
+        let x = i as f64;
+        let loss = (2.5 * (-x / (total as f64 / 5.0)).exp() + 0.05 * rng.normal()) as f32;
+        let acc = (1.0 - loss / 3.0).clamp(0.0, 1.0);
+        let lr = 1e-3
+            * (x / 1000.0).min(1.0)
+            * 0.5
+            * (1.0 + (std::f64::consts::PI * x / total as f64).cos());
+        let grad = rng.normal().abs() as f32;
+        let values = [
+            Value::F64(f64::from(loss)),
+            Value::F64(f64::from(acc)),
+            Value::F64(lr),
+            Value::F64(f64::from(grad)),
+            Value::I64((i / (total / 10).max(1)) as i64),
+        ];
+        for (key, value) in keys.iter().zip(values) {
+            cells.push(Cell { key: *key, value });
+        }
+        t += 0.05 + 0.003 * rng.normal();
+        times.push(t);
+    }
+    Curve {
+        keys,
+        cells,
+        times,
+        registry,
+    }
+}
+
+fn fill(batch: &mut Batch, c: &Curve, first_step: i64, cells: &mut [Cell]) {
+    for (r, row) in cells.chunks_exact_mut(c.keys.len()).enumerate() {
+        batch.add_row(first_step + r as i64, c.times[r], row);
+    }
+}
+
+fn writer(cr: &mut Criterion) {
+    let c = curve(ROWS, ROWS);
+    let mut g = cr.benchmark_group("writer");
+    g.throughput(Throughput::Elements((ROWS * SCALARS_PER_ROW) as u64));
+    g.sample_size(20);
+    for level in [1, 3] {
+        let mut compressor = zstd::bulk::Compressor::new(level).expect("zstd");
+        let mut batch = Batch::default();
+        let mut enc = Enc::default();
+        let mut out = Vec::new();
+        g.bench_function(format!("rows_to_frame/zstd{level}"), |b| {
+            b.iter_batched_ref(
+                || c.cells.clone(),
+                |cells| {
+                    fill(&mut batch, &c, 0, cells);
+                    let mut keys_written = 0;
+                    batch.encode(&mut keys_written, &c.registry, &mut enc);
+                    out.clear();
+                    frame::append(&mut out, Kind::Batch, 1, &enc.buf, Some(&mut compressor))
+                        .expect("frame");
+                    black_box(out.len())
+                },
+                BatchSize::LargeInput,
+            );
+        });
+        g.bench_function(format!("encode_compress/zstd{level}"), |b| {
+            b.iter_batched_ref(
+                || {
+                    let mut cells = c.cells.clone();
+                    let mut batch = Batch::default();
+                    fill(&mut batch, &c, 0, &mut cells);
+                    batch
+                },
+                |batch| {
+                    let mut keys_written = 0;
+                    batch.encode(&mut keys_written, &c.registry, &mut enc);
+                    out.clear();
+                    frame::append(&mut out, Kind::Batch, 1, &enc.buf, Some(&mut compressor))
+                        .expect("frame");
+                    black_box(out.len())
+                },
+                BatchSize::LargeInput,
+            );
+        });
+        let mut cells = c.cells.clone();
+        fill(&mut batch, &c, 0, &mut cells);
+        let mut keys_written = 0;
+        batch.encode(&mut keys_written, &c.registry, &mut enc);
+        out.clear();
+        frame::append(&mut out, Kind::Batch, 1, &enc.buf, Some(&mut compressor)).expect("frame");
+        eprintln!(
+            "writer zstd{level}: {} raw bytes, {} framed bytes = {:.2} bytes per scalar",
+            enc.buf.len(),
+            out.len(),
+            out.len() as f64 / (ROWS * SCALARS_PER_ROW) as f64
+        );
+    }
+    g.finish();
+}
+
+/// A shard of `batches` batch frames of training-curve rows, as the writer lays it out.
+fn shard(batches: usize) -> Vec<u8> {
+    let c = curve(ROWS * batches, ROWS * batches);
+    let mut compressor = zstd::bulk::Compressor::new(3).expect("zstd");
+    let mut enc = Enc::default();
+    let mut out = Vec::new();
+    ShardInfo::default().encode(&mut enc);
+    frame::append(&mut out, Kind::Header, 0, &enc.buf, None).expect("frame");
+    let mut batch = Batch::default();
+    let mut keys_written = 0;
+    let mut cells = c.cells.clone();
+    let per = ROWS * c.keys.len();
+    for (i, chunk) in cells.chunks_mut(per).enumerate() {
+        for (r, row) in chunk.chunks_exact_mut(c.keys.len()).enumerate() {
+            let row_no = i * ROWS + r;
+            batch.add_row(row_no as i64, c.times[row_no], row);
+        }
+        batch.encode(&mut keys_written, &c.registry, &mut enc);
+        frame::append(
+            &mut out,
+            Kind::Batch,
+            1 + i as u64,
+            &enc.buf,
+            Some(&mut compressor),
+        )
+        .expect("frame");
+    }
+    out
+}
+
+fn reader(cr: &mut Criterion) {
+    let batches = 10;
+    let bytes = shard(batches);
+    let scalars = ROWS * batches * SCALARS_PER_ROW;
+    eprintln!(
+        "reader: shard of {scalars} scalars in {} bytes = {:.2} bytes per scalar",
+        bytes.len(),
+        bytes.len() as f64 / scalars as f64
+    );
+    let mut g = cr.benchmark_group("reader");
+    g.throughput(Throughput::Elements(scalars as u64));
+    g.sample_size(20);
+    g.bench_function("decode_shard", |b| {
+        b.iter(|| {
+            let d = decode_shard(black_box(&bytes));
+            assert!(d.problems.is_empty());
+            black_box(d.rows)
+        });
+    });
+    g.finish();
+}
+
+fn histogram(cr: &mut Criterion) {
+    let mut rng = Rng(0x2545_F491_4F6C_DD1D);
+    let data: Vec<f32> = (0..1_000_000).map(|_| rng.normal() as f32).collect();
+    let mut g = cr.benchmark_group("histogram");
+    g.throughput(Throughput::Elements(data.len() as u64));
+    g.bench_function("bin_f32_1m_64", |b| {
+        b.iter(|| black_box(steplog_core::histogram::bin_f32(black_box(&data), 64)));
+    });
+    g.finish();
+}
+
+criterion_group!(benches, writer, reader, histogram);
+criterion_main!(benches);
