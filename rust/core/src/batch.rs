@@ -125,7 +125,7 @@ impl Batch {
 
     /// Adds one row at Unix time `time` (kept to the microsecond), taking the values out of
     /// `cells`.
-    pub fn add_row(&mut self, step: i64, time: f64, cells: &mut [Cell]) {
+    pub fn add_row(&mut self, step: i64, time: f64, cells: impl Iterator<Item = Cell>) {
         if self.started.is_none() {
             self.started = Some(Instant::now());
         }
@@ -133,8 +133,7 @@ impl Batch {
         let micros = column::to_micros(time);
         self.push_scalar(step, 0, DType::F64, micros as u64);
         for cell in cells {
-            let value = std::mem::replace(&mut cell.value, Value::Bool(false));
-            self.add_cell(step, cell.key, value);
+            self.add_cell(step, cell.key, cell.value);
         }
     }
 

@@ -263,19 +263,24 @@ impl State {
             self.summaries.observe(cell.key, &cell.value);
         }
         let mut start = 0;
+        // NOTE: values are moved out by reading (drain), never by writing into the chunk, so
+        // its memory is not dirtied on this core before the callers' side refills it.
+        let mut cells = std::mem::take(&mut chunk.cells);
+        let mut values = cells.drain(..);
         for r in 0..chunk.rows() {
             let end = chunk.ends[r] as usize;
-            let row = &mut chunk.cells[start..end];
             // A row that would push the batch past its byte limit starts a new batch, so one
             // huge row never takes ordinary rows down with it.
             if self.batch.rows() > 0 {
+                let row = &values.as_slice()[..end - start];
                 let bytes: usize = row.iter().map(|c| c.value.approx_bytes() + 16).sum();
                 if self.batch.bytes() + bytes > self.config.batch_max_bytes {
                     self.write_batch();
                 }
             }
             let time = self.timebase.unix(chunk.ticks[r]);
-            self.batch.add_row(chunk.steps[r], time, row);
+            self.batch
+                .add_row(chunk.steps[r], time, values.by_ref().take(end - start));
             start = end;
             if self.batch.rows() >= self.config.batch_max_rows
                 || self.batch.bytes() >= self.config.batch_max_bytes
@@ -283,6 +288,8 @@ impl State {
                 self.write_batch();
             }
         }
+        drop(values);
+        chunk.cells = cells;
         self.ring.recycle(chunk);
     }
 
