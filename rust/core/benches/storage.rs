@@ -91,7 +91,7 @@ fn curve(rows: usize, total: usize) -> Curve {
 
 fn fill(batch: &mut Batch, c: &Curve, first_step: i64, cells: &mut [Cell]) {
     for (r, row) in cells.chunks_exact_mut(c.keys.len()).enumerate() {
-        batch.add_row(first_step + r as i64, c.times[r], row);
+        batch.add_row(first_step + r as i64, c.times[r], row.iter().cloned());
     }
 }
 
@@ -170,7 +170,7 @@ fn shard(batches: usize) -> Vec<u8> {
     for (i, chunk) in cells.chunks_mut(per).enumerate() {
         for (r, row) in chunk.chunks_exact_mut(c.keys.len()).enumerate() {
             let row_no = i * ROWS + r;
-            batch.add_row(row_no as i64, c.times[row_no], row);
+            batch.add_row(row_no as i64, c.times[row_no], row.iter().cloned());
         }
         batch.encode(&mut keys_written, &c.registry, &mut enc);
         frame::append(
