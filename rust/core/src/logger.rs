@@ -66,6 +66,16 @@ pub struct Logger {
     nonfinite: SharedCounts,
 }
 
+/// Whether a value may hold NaN/Inf that must be counted (and perhaps replaced).
+#[inline]
+fn needs_policy(value: &Value) -> bool {
+    match value {
+        Value::F64(v) => !v.is_finite(),
+        Value::List(_) => true,
+        _ => false,
+    }
+}
+
 /// One `log()` call in progress; holds the accumulator's lock.
 pub struct Call<'a> {
     logger: &'a Logger,
@@ -91,7 +101,7 @@ impl Call<'_> {
             }
         }
         let key = self.acc.interner().intern(name)?;
-        self.has_floats |= matches!(value, Value::F64(_) | Value::List(_));
+        self.has_floats |= needs_policy(&value);
         self.acc.stage(key, value);
         Ok(())
     }
@@ -99,7 +109,7 @@ impl Call<'_> {
     /// Stages `value` under a key already interned in this logger ([`Logger::intern`]); the
     /// pre-bound handle's path, with no name to hash.
     pub fn set_id(&mut self, key: KeyId, value: Value) {
-        self.has_floats |= matches!(value, Value::F64(_) | Value::List(_));
+        self.has_floats |= needs_policy(&value);
         self.acc.stage(key, value);
     }
 
