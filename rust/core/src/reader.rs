@@ -3,13 +3,14 @@
 //! their declared (bounded) size, msgpack lengths are checked against what remains. Damage is
 //! skipped and reported in [`ShardData::problems`]; a torn last frame is reported as such.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
+use std::sync::Arc;
 
 use crate::batch::DType;
 use crate::error::{Error, Result};
 use crate::frame::{self, Damage, Event, Kind};
-use crate::keys::TIMESTAMP_KEY;
+use crate::keys::{MAX_KEY_BYTES, TIMESTAMP_KEY};
 use crate::metric::MetricDefs;
 use crate::msgpack::{self, Mp};
 use crate::shard::FORMAT_VERSION;
@@ -75,8 +76,9 @@ pub struct ShardData {
     pub series: HashMap<(String, DType), Series>,
     /// Keys that have data, in first-seen order (without `_timestamp`).
     pub keys: Vec<String>,
-    /// Non-scalar values: (step, key, value) in file order.
-    pub others: Vec<(i64, String, Value)>,
+    /// Non-scalar values: (step, key, value) in file order. Keys are shared, so a hostile
+    /// batch of many values under one long name does not copy the name for each.
+    pub others: Vec<(i64, Arc<str>, Value)>,
     /// The last summary snapshot.
     pub summary: Vec<(String, SummaryValue)>,
     /// The last snapshot of the metric definitions, oldest first.
@@ -160,9 +162,11 @@ pub fn decode_shard(bytes: &[u8]) -> ShardData {
         }
     }
     // Keys in id order, which is first-logged order; only those with data.
-    d.out.keys = (1..d.names.len())
-        .filter(|&i| d.listed[i])
-        .filter_map(|i| d.names[i].clone())
+    d.out.keys = d
+        .names
+        .range(1..)
+        .filter(|(_, (_, listed))| *listed)
+        .map(|(_, (name, _))| name.to_string())
         .collect();
     d.out
 }
@@ -170,9 +174,9 @@ pub fn decode_shard(bytes: &[u8]) -> ShardData {
 #[derive(Default)]
 struct Decoder {
     out: ShardData,
-    names: Vec<Option<String>>,
-    /// Whether a key id already has data (and so is listed in `out.keys`).
-    listed: Vec<bool>,
+    /// Key names by id, and whether the key has data (and so is listed in `out.keys`).
+    /// Sparse: an id far past the others (a lost batch, or a hostile file) costs one entry.
+    names: BTreeMap<u64, (Arc<str>, bool)>,
 }
 
 fn meta_map(v: &Mp<'_>) -> Vec<(String, Meta)> {
@@ -272,16 +276,13 @@ fn summary_scalar(v: &Mp<'_>) -> Option<Value> {
 
 impl Decoder {
     /// The name of a key id, marking it as having data.
-    fn name(&mut self, id: i64) -> std::result::Result<String, String> {
-        let i = usize::try_from(id).unwrap_or(usize::MAX);
-        let name = self
-            .names
-            .get(i)
-            .cloned()
-            .flatten()
+    fn name(&mut self, id: i64) -> std::result::Result<Arc<str>, String> {
+        let (name, listed) = u64::try_from(id)
+            .ok()
+            .and_then(|i| self.names.get_mut(&i))
             .ok_or_else(|| format!("key id {id} is not defined (its frame was lost)"))?;
-        self.listed[i] = true;
-        Ok(name)
+        *listed = true;
+        Ok(name.clone())
     }
 
     fn frame(&mut self, kind: u8, v: &Mp<'_>) -> std::result::Result<(), String> {
@@ -347,18 +348,15 @@ impl Decoder {
             ) else {
                 return Err(bad("bad key entry"));
             };
-            let id = usize::try_from(id).map_err(|_| bad("negative key id"))?;
-            if id > self.names.len() + (1 << 20) {
-                return Err(bad("key id out of range"));
-            }
-            if self.names.len() <= id {
-                self.names.resize(id + 1, None);
-                self.listed.resize(id + 1, false);
-            }
+            let id = u64::try_from(id).map_err(|_| bad("negative key id"))?;
             if id == 0 && name != TIMESTAMP_KEY {
                 return Err(bad("key id 0 must be _timestamp"));
             }
-            self.names[id] = Some(name.to_string());
+            if name.is_empty() || name.len() > MAX_KEY_BYTES || name.contains('\0') {
+                return Err(bad("key names are 1 to 1024 bytes with no NUL"));
+            }
+            let listed = self.names.get(&id).is_some_and(|(_, l)| *l);
+            self.names.insert(id, (name.into(), listed));
         }
         for col in v
             .get("cols")
@@ -385,7 +383,7 @@ impl Decoder {
             let s = self
                 .out
                 .series
-                .entry((name, dtype))
+                .entry((name.to_string(), dtype))
                 .or_insert_with(|| Series {
                     steps: Vec::new(),
                     values: match dtype {

@@ -70,7 +70,7 @@ fn rows_round_trip_through_the_writer() {
     );
     assert_eq!(
         data.others,
-        vec![(1000, "note".to_string(), Value::Text("done".into()))]
+        vec![(1000, "note".into(), Value::Text("done".into()))]
     );
     let summary: std::collections::HashMap<_, _> = data.summary.iter().cloned().collect();
     assert_eq!(summary["loss"], SummaryValue::Plain(Value::F64(0.001)));
