@@ -16,6 +16,7 @@ pub mod batch;
 pub mod chunk;
 pub mod clock;
 pub mod config;
+pub mod control;
 pub mod error;
 pub mod frame;
 pub mod glob;
