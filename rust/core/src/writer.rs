@@ -227,16 +227,20 @@ impl State {
 
     fn drain(&mut self) {
         while let Some(item) = self.ring.pop() {
-            match item {
-                Item::Chunk(chunk) => self.take_chunk(chunk),
-                Item::SummarySet(key, value) => {
-                    self.summaries.set(key, value);
-                    self.pending_since.get_or_insert_with(Instant::now);
-                }
-                Item::Define(def) => {
-                    self.summaries.define(*def);
-                    self.pending_since.get_or_insert_with(Instant::now);
-                }
+            self.take_item(item);
+        }
+    }
+
+    fn take_item(&mut self, item: Item) {
+        match item {
+            Item::Chunk(chunk) => self.take_chunk(chunk),
+            Item::SummarySet(key, value) => {
+                self.summaries.set(key, value);
+                self.pending_since.get_or_insert_with(Instant::now);
+            }
+            Item::Define(def) => {
+                self.summaries.define(*def);
+                self.pending_since.get_or_insert_with(Instant::now);
             }
         }
     }
@@ -272,10 +276,22 @@ impl State {
     /// Takes rows committed on the callers' side that have not filled a chunk yet, so that
     /// they reach the file within the flush interval. Skipped when a caller holds the lock.
     fn steal(&mut self) {
-        let taken = match self.acc.try_lock() {
-            Some(mut acc) => acc.take_committed(self.ring.spare()),
-            None => None,
+        let acc = Arc::clone(&self.acc);
+        let Some(mut guard) = acc.try_lock() else {
+            return;
         };
+        // A chunk pushed since `drain` holds rows older than those still on the callers'
+        // side, so it goes first (callers push chunks only under this lock). Popped here,
+        // processed after the lock is released: callers never wait on the writer's I/O.
+        let mut older = Vec::new();
+        while let Some(item) = self.ring.pop() {
+            older.push(item);
+        }
+        let taken = guard.take_committed(self.ring.spare());
+        drop(guard);
+        for item in older {
+            self.take_item(item);
+        }
         if let Some(chunk) = taken {
             self.stats
                 .rows_queued
