@@ -1,6 +1,6 @@
 //! Hand-made hostile shards with valid checksums: length and nesting bombs, decompression
 //! bombs, and inputs that once made the reader allocate or compute far more than their bytes
-//! justify (regressions of bugs found while fuzzing). Each must decode without a panic, keep
+//! justify (regressions of bugs found while building the fuzzer). Each must decode without a panic, keep
 //! the good frames after it, and stay within a memory budget.
 
 use std::time::Instant;
@@ -76,7 +76,7 @@ fn decode_then_good(mut bytes: Vec<u8>, budget: usize) -> ShardData {
 
 #[test]
 fn key_ids_far_past_the_table_cost_no_memory() {
-    // Found while fuzzing: each tiny batch defined a key id a million past the last, and the
+    // Regression: each tiny batch defined a key id a million past the last, and the
     // dense id table grew by ~25 MB per frame (2.4 KB of frames took 1 GB).
     let mut bytes = Vec::new();
     for n in 1..=40u64 {
@@ -94,7 +94,7 @@ fn key_ids_far_past_the_table_cost_no_memory() {
 
 #[test]
 fn many_values_under_a_long_name_share_it() {
-    // Found while fuzzing: each value entry copied its key's name, so 8-byte entries under a
+    // Regression: each value entry copied its key's name, so 8-byte entries under a
     // long name multiplied memory by the name's length.
     let name = "n".repeat(1024);
     let entries = 400_000;
@@ -145,7 +145,7 @@ fn metrics(names: impl Iterator<Item = String>, n: usize) -> Vec<u8> {
 
 #[test]
 fn a_metrics_frame_decodes_in_linear_time_with_define_semantics() {
-    // Found while fuzzing: each definition was `define`d in turn, quadratic in the number of
+    // Regression: each definition was `define`d in turn, quadratic in the number of
     // distinct names (300,000 took many minutes).
     let n = 300_000;
     let raw = metrics((0..n).map(|i| format!("m{i}")), n);
