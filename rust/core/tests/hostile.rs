@@ -1,7 +1,7 @@
 //! Hand-made hostile shards with valid checksums: length and nesting bombs, decompression
 //! bombs, and inputs that once made the reader allocate or compute far more than their bytes
-//! justify (regressions of bugs found while building the fuzzer). Each must decode without a panic, keep
-//! the good frames after it, and stay within a memory budget.
+//! justify (regressions of bugs found while building the fuzzer). Each must decode without a
+//! panic, keep the good frames after it, and stay within a memory budget.
 
 use std::time::Instant;
 
