@@ -219,12 +219,20 @@ pub enum Event<'a> {
 pub struct Frames<'a> {
     buf: &'a [u8],
     pos: usize,
+    /// Payload bytes that resynchronisation may still checksum. Real frames do not overlap,
+    /// so a real file never needs more than its length; crafted headers (valid header CRC,
+    /// payload to the end of the file) would otherwise make the scan quadratic.
+    resync_budget: usize,
 }
 
 impl<'a> Frames<'a> {
     /// A walker from the start of `buf`.
     pub fn new(buf: &'a [u8]) -> Self {
-        Frames { buf, pos: 0 }
+        Frames {
+            buf,
+            pos: 0,
+            resync_budget: 2 * buf.len() + (1 << 20),
+        }
     }
 
     fn check(&self, at: usize) -> std::result::Result<(Header, &'a [u8]), Damage> {
@@ -241,15 +249,22 @@ impl<'a> Frames<'a> {
         Ok((h, payload))
     }
 
-    /// The next offset after `from` where a frame with a valid header starts.
-    fn resync(&self, from: usize) -> usize {
+    /// The next offset after `from` where a whole good frame starts.
+    fn resync(&mut self, from: usize) -> usize {
         let mut at = from;
         while at + 4 <= self.buf.len() {
             match self.buf[at..].windows(4).position(|w| w == MAGIC) {
                 None => break,
                 Some(i) => {
                     at += i;
-                    if self.check(at).is_ok() {
+                    let paid = match parse_header(&self.buf[at..]) {
+                        Ok(h) if h.payload_len as usize <= self.resync_budget => {
+                            self.resync_budget -= h.payload_len as usize;
+                            true
+                        }
+                        _ => false,
+                    };
+                    if paid && self.check(at).is_ok() {
                         return at;
                     }
                     at += 1;

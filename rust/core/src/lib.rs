@@ -17,6 +17,7 @@ pub mod chunk;
 pub mod clock;
 pub mod column;
 pub mod config;
+pub mod control;
 pub mod error;
 pub mod frame;
 pub mod glob;

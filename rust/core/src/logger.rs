@@ -317,6 +317,17 @@ impl Logger {
         self.writer.flush(timeout)
     }
 
+    /// Writes every row committed before this call and has the writer thread fsync the shard,
+    /// waiting at most `timeout`; the caller's thread never fsyncs. A failed write or fsync is
+    /// counted in [`Logger::stats`], not returned (as for [`Logger::flush`]).
+    pub fn sync(&self, timeout: Duration) -> Result<()> {
+        if self.closed.load(Ordering::Acquire) {
+            return Ok(()); // finish() synced
+        }
+        self.hand_over_locked(&mut self.acc.lock());
+        self.writer.sync(timeout)
+    }
+
     /// Commits the open row, writes everything and the close frame, and stops the writer.
     /// Idempotent: later calls return the same counters at once.
     pub fn finish(&self) -> Result<StatsSnapshot> {

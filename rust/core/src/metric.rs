@@ -319,11 +319,18 @@ impl MetricDefs {
             .get("metrics")
             .and_then(Mp::as_array)
             .ok_or("metrics frame: no \"metrics\" array")?;
-        let mut defs = MetricDefs::default();
-        for item in items {
-            defs.define(MetricDef::decode(item).ok_or("metrics frame: bad definition")?);
+        // As if each were `define`d in turn, in linear time (a hostile frame may hold millions
+        // of distinct names): the last definition of each name, in the order of those.
+        let mut seen = std::collections::HashSet::new();
+        let mut defs = Vec::with_capacity(items.len());
+        for item in items.iter().rev() {
+            let def = MetricDef::decode(item).ok_or("metrics frame: bad definition")?;
+            if seen.insert(def.name.clone()) {
+                defs.push(def);
+            }
         }
-        Ok(defs)
+        defs.reverse();
+        Ok(MetricDefs { defs })
     }
 }
 

@@ -3,7 +3,8 @@
 //! their declared (bounded) size, msgpack lengths are checked against what remains. Damage is
 //! skipped and reported in [`ShardData::problems`]; a torn last frame is reported as such.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::path::Path;
 
 use crate::batch::DType;
@@ -79,7 +80,7 @@ pub struct ShardData {
     /// Keys that have data, in first-seen order (without `_timestamp`).
     pub keys: Vec<String>,
     /// Non-scalar values: (step, key, value) in file order.
-    pub others: Vec<(i64, String, Value)>,
+    pub others: Vec<(i64, Arc<str>, Value)>,
     /// The last summary snapshot.
     pub summary: Vec<(String, SummaryValue)>,
     /// The last snapshot of the metric definitions, oldest first.
@@ -177,9 +178,11 @@ pub fn decode_shard(bytes: &[u8]) -> ShardData {
     d.batches(&batches);
     d.out.problems.sort_by_key(|p| p.offset);
     // Keys in id order, which is first-logged order; only those with data.
-    d.out.keys = (1..d.names.len())
-        .filter(|&i| d.listed[i])
-        .filter_map(|i| d.names[i].clone())
+    d.out.keys = d
+        .names
+        .iter()
+        .filter(|(id, (_, listed))| **id > 0 && *listed)
+        .map(|(_, (name, _))| name.to_string())
         .collect();
     d.out
 }
@@ -187,9 +190,9 @@ pub fn decode_shard(bytes: &[u8]) -> ShardData {
 #[derive(Default)]
 struct Decoder {
     out: ShardData,
-    names: Vec<Option<String>>,
-    /// Whether a key id already has data (and so is listed in `out.keys`).
-    listed: Vec<bool>,
+    /// Key names by id, and whether the key has data (and so is listed in `out.keys`).
+    /// Sparse: an id far past the others (a lost batch, or a hostile file) costs one entry.
+    names: BTreeMap<u64, (Arc<str>, bool)>,
     /// Values per (key id, dtype) in the shard's batches, to size each series once.
     sizes: HashMap<(i64, DType), usize>,
 }
@@ -239,19 +242,21 @@ fn summary_scalar(v: &Mp<'_>) -> Option<Value> {
 
 impl Decoder {
     /// The name of a key id, marking it as having data.
-    fn name(&mut self, id: i64) -> std::result::Result<String, String> {
-        let name = self.lookup(id)?;
-        self.listed[id as usize] = true;
-        Ok(name)
+    fn name(&mut self, id: i64) -> std::result::Result<Arc<str>, String> {
+        let (name, listed) = u64::try_from(id)
+            .ok()
+            .and_then(|i| self.names.get_mut(&i))
+            .ok_or_else(|| format!("key id {id} is not defined (its frame was lost)"))?;
+        *listed = true;
+        Ok(name.clone())
     }
 
     /// The name of a key id.
     fn lookup(&self, id: i64) -> std::result::Result<String, String> {
-        let i = usize::try_from(id).unwrap_or(usize::MAX);
-        self.names
-            .get(i)
-            .cloned()
-            .flatten()
+        u64::try_from(id)
+            .ok()
+            .and_then(|i| self.names.get(&i))
+            .map(|(name, _)| name.to_string())
             .ok_or_else(|| format!("key id {id} is not defined (its frame was lost)"))
     }
 

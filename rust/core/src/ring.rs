@@ -77,6 +77,9 @@ impl Ring {
             OverflowPolicy::DropOldest => {
                 self.stats.rows_queued.fetch_add(rows, Relaxed);
                 if let Some(old) = self.items.force_push(item) {
+                    // Evicted before the writer saw it: dropped, so no longer queued (a
+                    // finish would otherwise count these rows as unwritten too).
+                    self.stats.rows_queued.fetch_sub(rows_of(&old), Relaxed);
                     self.drop_item(old);
                 }
                 true
@@ -230,6 +233,11 @@ mod tests {
         }
         assert_eq!(steps(&r), [2, 3, 4, 5]);
         assert_eq!(stats.rows_dropped.load(Relaxed), 2);
+        assert_eq!(
+            stats.rows_queued.load(Relaxed),
+            4,
+            "evicted rows are not queued"
+        );
     }
 
     #[test]

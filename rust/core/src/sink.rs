@@ -1,14 +1,22 @@
 //! Where encoded frames go. A sink receives whole frames; it never sees rows.
 //!
 //! `FileSink` appends to a new shard file and, when a write fails part-way, cuts the file back
-//! to the end of the last whole frame so that no garbage is left in the middle of the file.
+//! to the end of the last whole frame so that no garbage is left in the middle of the file. Its
+//! first sync also fsyncs the directory, so the new file's name is durable too.
 //! `MemorySink` keeps bytes in memory and can be paused, so tests reach "queue full" without
 //! sleeping.
+//!
+//! TEST ONLY: two environment variables, read when a `FileSink` is created, let tests make the
+//! disk slow or full from Python. They are not settings and may change without notice:
+//! `STEPLOG_TEST_SINK_DELAY_MS=<ms>` makes every write after the shard header's wait that
+//! long; `STEPLOG_TEST_SINK_FAIL=<after>:<count>[:ENOSPC|EIO]` lets `after` writes succeed
+//! (the header's is the first), then makes the next `count` write half their bytes and fail.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex};
 
@@ -30,11 +38,73 @@ pub struct FileSink {
     path: PathBuf,
     file: File,
     good_len: u64,
+    dir_synced: bool,
+    faults: TestFaults,
+}
+
+/// Injected slowness and failures (see the module's TEST ONLY note).
+#[derive(Debug, Default, Clone, Copy)]
+struct TestFaults {
+    delay: Option<Duration>,
+    fail_after: u64,
+    fail_count: u64,
+    errno: i32,
+    writes: u64,
+}
+
+const DELAY_VAR: &str = "STEPLOG_TEST_SINK_DELAY_MS";
+const FAIL_VAR: &str = "STEPLOG_TEST_SINK_FAIL";
+
+impl TestFaults {
+    fn from_env() -> Result<Self> {
+        let mut f = TestFaults::default();
+        let bad = |name: &str, value: &str, reason: &str| Error::Config {
+            name: name.into(),
+            value: value.into(),
+            reason: reason.into(),
+        };
+        if let Ok(v) = std::env::var(DELAY_VAR) {
+            let ms: u64 = v
+                .trim()
+                .parse()
+                .map_err(|_| bad(DELAY_VAR, &v, "expected ms"))?;
+            f.delay = Some(Duration::from_millis(ms));
+        }
+        if let Ok(v) = std::env::var(FAIL_VAR) {
+            let expected = "expected AFTER:COUNT[:ENOSPC|EIO] (test only)";
+            let parts: Vec<&str> = v.trim().split(':').collect();
+            let num = |i: usize| parts.get(i).and_then(|p| p.parse::<u64>().ok());
+            let errno = match parts.get(2).copied() {
+                None | Some("ENOSPC") => libc::ENOSPC,
+                Some("EIO") => libc::EIO,
+                Some(_) => return Err(bad(FAIL_VAR, &v, expected)),
+            };
+            match (num(0), num(1), parts.len() <= 3) {
+                (Some(after), Some(count), true) => {
+                    (f.fail_after, f.fail_count, f.errno) = (after, count, errno);
+                }
+                _ => return Err(bad(FAIL_VAR, &v, expected)),
+            }
+        }
+        Ok(f)
+    }
+
+    /// Counts a write; returns the error it must fail with, after waiting if asked.
+    fn on_write(&mut self) -> Option<io::Error> {
+        self.writes += 1;
+        if let (Some(d), true) = (self.delay, self.writes > 1) {
+            std::thread::sleep(d);
+        }
+        let n = self.writes - 1;
+        (n >= self.fail_after && n - self.fail_after < self.fail_count)
+            .then(|| io::Error::from_raw_os_error(self.errno))
+    }
 }
 
 impl FileSink {
     /// Creates `path`; fails if it exists, so nothing is ever truncated.
     pub fn create(path: &Path) -> Result<Self> {
+        let faults = TestFaults::from_env()?;
         let file = OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -44,6 +114,24 @@ impl FileSink {
             path: path.to_path_buf(),
             file,
             good_len: 0,
+            dir_synced: false,
+            faults,
+        })
+    }
+
+    /// Appends to a file the caller opened for writing (a device such as `/dev/full`), after
+    /// what it holds. Its directory is not synced.
+    pub fn from_file(file: File, path: &Path) -> Result<Self> {
+        let good_len = file
+            .metadata()
+            .map_err(|e| Error::io("stat", path, e))?
+            .len();
+        Ok(FileSink {
+            path: path.to_path_buf(),
+            file,
+            good_len,
+            dir_synced: true,
+            faults: TestFaults::default(),
         })
     }
 
@@ -55,7 +143,11 @@ impl FileSink {
 
 impl Sink for FileSink {
     fn write_frames(&mut self, bytes: &[u8]) -> io::Result<()> {
-        match self.file.write_all(bytes) {
+        let result = match self.faults.on_write() {
+            Some(e) => self.file.write_all(&bytes[..bytes.len() / 2]).and(Err(e)),
+            None => self.file.write_all(bytes),
+        };
+        match result {
             Ok(()) => {
                 self.good_len += bytes.len() as u64;
                 Ok(())
@@ -72,7 +164,14 @@ impl Sink for FileSink {
     }
 
     fn sync(&mut self) -> io::Result<()> {
-        self.file.sync_data()
+        self.file.sync_data()?;
+        if !self.dir_synced {
+            if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                File::open(dir)?.sync_all()?;
+            }
+            self.dir_synced = true;
+        }
+        Ok(())
     }
 
     fn describe(&self) -> String {

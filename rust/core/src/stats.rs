@@ -8,7 +8,8 @@ use parking_lot::Mutex;
 /// Live counters of one shard.
 #[derive(Debug, Default)]
 pub struct Stats {
-    /// Rows accepted into the ring.
+    /// Rows handed to the writer: accepted into the ring and not evicted from it. Every
+    /// committed row is either queued or dropped.
     pub rows_queued: AtomicU64,
     /// Rows dropped because the ring was full (by policy or after the bounded wait).
     pub rows_dropped: AtomicU64,

@@ -3,22 +3,25 @@
 //! metric definitions, and fsyncs on its own schedule.
 //!
 //! Invariants: the thread never panics on I/O (it counts the error and keeps the first
-//! message); every wait on it is bounded; a flush covers every item pushed before it was
-//! requested; the thread never needs the GIL.
+//! message); every wait on it is bounded; a flush or sync covers every item pushed before it
+//! was requested; fsync happens only here, never on a caller's thread; the thread never needs
+//! the GIL. Frames of a failed write are never in the file, so their sequence numbers are used
+//! again by the next write (whose gap frame records the lost rows).
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_utils::sync::Parker;
-use parking_lot::{Condvar, Mutex};
+use parking_lot::Mutex;
 
 use crate::accumulator::Accumulator;
 use crate::batch::Batch;
 use crate::chunk::Chunk;
 use crate::clock::{unix_now as now_unix_s, Timebase};
 use crate::config::WriterConfig;
+use crate::control::{Acks, Control, Ticket};
 use crate::error::{Error, Result};
 use crate::frame::{self, Kind};
 use crate::keys::KeyRegistry;
@@ -30,16 +33,6 @@ use crate::sink::Sink;
 use crate::stats::Stats;
 use crate::summary::{encode_value, Summaries, SummaryValue};
 use crate::value::{Item, KeyId};
-
-/// Requests from callers to the writer thread and its acknowledgements.
-#[derive(Debug, Default)]
-pub struct Control {
-    flush_requested: AtomicU64,
-    flushed: Mutex<u64>,
-    flushed_cv: Condvar,
-    shutdown: AtomicBool,
-    exited: AtomicBool,
-}
 
 /// The latest summary values, published by the writer after each write.
 pub type SharedSummary = Arc<Mutex<Vec<(KeyId, SummaryValue)>>>;
@@ -94,6 +87,8 @@ struct State {
     timebase: Timebase,
     dropped_reported: u64,
     failed_unreported: u64,
+    /// The header frame's payload, kept until a write of it succeeds.
+    header: Option<Vec<u8>>,
     unsynced: bool,
     last_sync: Instant,
 }
@@ -140,12 +135,16 @@ impl Writer {
             timebase,
             dropped_reported: 0,
             failed_unreported: 0,
+            header: None,
             unsynced: false,
             last_sync: Instant::now(),
         };
         info.encode(&mut state.enc);
-        state.frame(Kind::Header, false);
-        state.write_out(0);
+        state.header = Some(state.enc.buf.clone());
+        state.write_header();
+        if !state.write_out(0) {
+            state.seq = 0; // the header is framed again, as frame 0, by the next write
+        }
         let thread = std::thread::Builder::new()
             .name("steplog-writer".into())
             .spawn(move || state.run())
@@ -159,42 +158,27 @@ impl Writer {
 
     /// Waits until everything pushed before this call is written, at most `timeout`.
     pub fn flush(&self, timeout: Duration) -> Result<()> {
-        let target = self.control.flush_requested.fetch_add(1, Ordering::AcqRel) + 1;
-        self.ring.wake();
-        self.wait_for(target, timeout)
+        self.wait(self.control.request_flush(), timeout)
+    }
+
+    /// Waits until everything pushed before this call is written and fsynced by the writer
+    /// thread, at most `timeout`. A failed fsync is counted in the stats, not returned.
+    pub fn sync(&self, timeout: Duration) -> Result<()> {
+        self.wait(self.control.request_sync(), timeout)
     }
 
     /// Drains, writes the close frame, syncs and stops the thread, waiting at most `timeout`.
     pub fn shutdown(&self, timeout: Duration) -> Result<()> {
-        self.control.shutdown.store(true, Ordering::Release);
-        self.ring.wake();
-        self.wait_for(u64::MAX, timeout)?;
+        self.wait(self.control.request_shutdown(), timeout)?;
         if let Some(t) = self.thread.lock().take() {
             let _ = t.join();
         }
         Ok(())
     }
 
-    fn wait_for(&self, target: u64, timeout: Duration) -> Result<()> {
-        let deadline = Instant::now() + timeout;
-        let mut flushed = self.control.flushed.lock();
-        while *flushed < target {
-            if self.control.exited.load(Ordering::Acquire) && target != u64::MAX {
-                return Err(Error::Closed);
-            }
-            if self
-                .control
-                .flushed_cv
-                .wait_until(&mut flushed, deadline)
-                .timed_out()
-            {
-                return Err(Error::Timeout {
-                    seconds: timeout.as_secs_f64(),
-                    pending: self.ring.len(),
-                });
-            }
-        }
-        Ok(())
+    fn wait(&self, ticket: Ticket, timeout: Duration) -> Result<()> {
+        self.ring.wake();
+        self.control.wait(ticket, timeout, || self.ring.len())
     }
 }
 
@@ -206,54 +190,57 @@ impl State {
             .div_f64(4.0)
             .clamp(Duration::from_millis(1), Duration::from_millis(50));
         loop {
-            let shutting = self.control.shutdown.load(Ordering::Acquire);
-            let requested = self.control.flush_requested.load(Ordering::Acquire);
+            // Read the requests before draining, so each covers what was pushed before it.
+            let pending = self.control.pending();
             self.drain();
             self.steal();
             let due = [self.batch.started(), self.pending_since]
                 .into_iter()
                 .flatten()
                 .any(|t| t.elapsed() >= self.config.flush_interval());
-            let flushing = requested > *self.control.flushed.lock();
-            if due || flushing || shutting {
+            let acks = self.control.acks();
+            let flushing = pending.flush > acks.flushed;
+            let syncing = pending.sync > acks.synced;
+            if due || flushing || syncing || pending.shutdown {
                 self.write_batch();
             }
-            if self.unsynced
-                && self.last_sync.elapsed().as_secs_f64() >= self.config.fsync_interval_s
+            if syncing
+                || (self.unsynced
+                    && self.last_sync.elapsed().as_secs_f64() >= self.config.fsync_interval_s)
             {
                 self.sync();
             }
-            if shutting {
+            if pending.shutdown {
                 self.close();
-                self.acknowledge(u64::MAX);
-                self.control.exited.store(true, Ordering::Release);
+                self.control.exited();
                 return;
             }
-            if flushing {
-                self.acknowledge(requested);
+            if flushing || syncing {
+                self.control.acknowledge(Acks {
+                    flushed: pending.flush,
+                    synced: pending.sync,
+                });
             }
             self.parker.park_timeout(tick);
         }
     }
 
-    fn acknowledge(&self, upto: u64) {
-        let mut flushed = self.control.flushed.lock();
-        *flushed = (*flushed).max(upto);
-        self.control.flushed_cv.notify_all();
-    }
-
     fn drain(&mut self) {
         while let Some(item) = self.ring.pop() {
-            match item {
-                Item::Chunk(chunk) => self.take_chunk(chunk),
-                Item::SummarySet(key, value) => {
-                    self.summaries.set(key, value);
-                    self.pending_since.get_or_insert_with(Instant::now);
-                }
-                Item::Define(def) => {
-                    self.summaries.define(*def);
-                    self.pending_since.get_or_insert_with(Instant::now);
-                }
+            self.take_item(item);
+        }
+    }
+
+    fn take_item(&mut self, item: Item) {
+        match item {
+            Item::Chunk(chunk) => self.take_chunk(chunk),
+            Item::SummarySet(key, value) => {
+                self.summaries.set(key, value);
+                self.pending_since.get_or_insert_with(Instant::now);
+            }
+            Item::Define(def) => {
+                self.summaries.define(*def);
+                self.pending_since.get_or_insert_with(Instant::now);
             }
         }
     }
@@ -296,10 +283,22 @@ impl State {
     /// Takes rows committed on the callers' side that have not filled a chunk yet, so that
     /// they reach the file within the flush interval. Skipped when a caller holds the lock.
     fn steal(&mut self) {
-        let taken = match self.acc.try_lock() {
-            Some(mut acc) => acc.take_committed(self.ring.spare()),
-            None => None,
+        let acc = Arc::clone(&self.acc);
+        let Some(mut guard) = acc.try_lock() else {
+            return;
         };
+        // A chunk pushed since `drain` holds rows older than those still on the callers'
+        // side, so it goes first (callers push chunks only under this lock). Popped here,
+        // processed after the lock is released: callers never wait on the writer's I/O.
+        let mut older = Vec::new();
+        while let Some(item) = self.ring.pop() {
+            older.push(item);
+        }
+        let taken = guard.take_committed(self.ring.spare());
+        drop(guard);
+        for item in older {
+            self.take_item(item);
+        }
         if let Some(chunk) = taken {
             self.stats
                 .rows_queued
@@ -329,7 +328,17 @@ impl State {
         }
     }
 
+    /// Frames the shard header again when no write of it has succeeded yet.
+    fn write_header(&mut self) {
+        if let Some(header) = &self.header {
+            self.enc.buf.clone_from(header);
+            self.frame(Kind::Header, false);
+        }
+    }
+
     fn write_batch(&mut self) {
+        let seq_before = self.seq;
+        self.write_header();
         let dropped = self.stats.rows_dropped.load(Ordering::Relaxed);
         if dropped > self.dropped_reported {
             encode_gap(dropped - self.dropped_reported, "queue_full", &mut self.enc);
@@ -376,6 +385,7 @@ impl State {
             self.failed_unreported = 0;
         } else {
             // NOTE: the lost batch may have carried key-table entries; send them again.
+            self.seq = seq_before;
             self.keys_written = keys_before;
             self.summaries.dirty = true;
             self.summaries.defs_dirty |= defs_written;
@@ -400,6 +410,7 @@ impl State {
         let result = self.sink.write_frames(&self.out);
         let ok = match result {
             Ok(()) => {
+                self.header = None;
                 self.stats.rows_written.fetch_add(rows, Ordering::Relaxed);
                 self.stats
                     .bytes_written

@@ -49,7 +49,7 @@ pub fn read_shard<'py>(py: Python<'py>, path: std::path::PathBuf) -> PyResult<Bo
             steplog_core::Value::Histogram(_) => "hist",
             _ => "scalar",
         };
-        others.append((step, key, kind, value_to_py(py, value)?))?;
+        others.append((step, &**key, kind, value_to_py(py, value)?))?;
     }
     out.set_item("others", others)?;
     let summary = PyDict::new(py);

@@ -253,6 +253,21 @@ impl PyRun {
             .py()
     }
 
+    /// Writes everything logged so far and has the writer thread fsync this process's shard,
+    /// waiting at most `timeout_s` (default `finish_timeout_s`); raises `FlushTimeout` past
+    /// it. A failed write or fsync is counted in `stats()`, not raised.
+    #[pyo3(signature = (timeout_s=None))]
+    fn sync(&self, py: Python<'_>, timeout_s: Option<f64>) -> PyResult<()> {
+        let Some(shard) = self.shard.load_full() else {
+            return Ok(());
+        };
+        let t = timeout_s
+            .unwrap_or(shard.logger.config().finish_timeout_s)
+            .max(0.0);
+        py.detach(|| shard.logger.sync(Duration::from_secs_f64(t)))
+            .py()
+    }
+
     /// Commits the open row, writes everything, stops this process's writer and returns the
     /// counters, with `rows_unwritten` > 0 when the writer could not finish in time.
     fn _finish<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {

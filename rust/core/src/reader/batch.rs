@@ -5,7 +5,7 @@
 use super::{Decoder, Problem, Scalars, Series};
 use crate::batch::DType;
 use crate::column::{self, Tag};
-use crate::keys::TIMESTAMP_KEY;
+use crate::keys::{MAX_KEY_BYTES, TIMESTAMP_KEY};
 use crate::msgpack::{self, Mp};
 use crate::value::{Histogram, Value};
 
@@ -222,18 +222,15 @@ impl Decoder {
             ) else {
                 return Err(bad("bad key entry"));
             };
-            let id = usize::try_from(id).map_err(|_| bad("negative key id"))?;
-            if id > self.names.len() + (1 << 20) {
-                return Err(bad("key id out of range"));
-            }
-            if self.names.len() <= id {
-                self.names.resize(id + 1, None);
-                self.listed.resize(id + 1, false);
-            }
+            let id = u64::try_from(id).map_err(|_| bad("negative key id"))?;
             if id == 0 && name != TIMESTAMP_KEY {
                 return Err(bad("key id 0 must be _timestamp"));
             }
-            self.names[id] = Some(name.to_string());
+            if name.is_empty() || name.len() > MAX_KEY_BYTES || name.contains('\0') {
+                return Err(bad("key names are 1 to 1024 bytes with no NUL"));
+            }
+            let listed = self.names.get(&id).is_some_and(|(_, l)| *l);
+            self.names.insert(id, (name.into(), listed));
         }
         let cols = v
             .get("cols")

@@ -1,0 +1,161 @@
+"""`steplog.open` on damaged copies of a real shard: truncations, bit flips, inserted junk and
+random bytes (hypothesis). It never raises anything but the documented errors (with
+`strict=True`, `CorruptRunError`), warns only with `SteplogWarning`, never reports a value that
+was not logged, and reads a truncated shard back as exactly the batches written before the
+cut."""
+
+import os
+import shutil
+import struct
+import tempfile
+import warnings
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import steplog
+
+# Rows of each batch frame (one flush per group). Every key is logged in the first row, so
+# the first batch defines them all.
+GROUPS = [range(0, 10), range(10, 25), range(25, 26), range(26, 60)]
+ALL = set(range(60))
+KIND_BATCH = 2
+
+SETTINGS = settings(
+    max_examples=120,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+
+
+def row(i: int) -> dict:
+    d = {"x": i, "y": i * 0.5}
+    if i % 7 == 0:
+        d["t"] = f"s{i}"
+    return d
+
+
+@pytest.fixture(scope="module")
+def original(tmp_path_factory):
+    root = tmp_path_factory.mktemp("original")
+    run = steplog.init(dir=root, flush_interval_s=1000)
+    for group in GROUPS:
+        for i in group:
+            run.log(row(i))
+        run.flush()
+    run.finish()
+    [shard] = [f for f in os.listdir(run.dir) if f.endswith(".steplog")]
+    with open(os.path.join(run.dir, shard), "rb") as f:
+        data = f.read()
+    frames = []  # (start, end, kind)
+    pos = 0
+    while pos < len(data):
+        kind = data[pos + 4]
+        (plen,) = struct.unpack_from("<I", data, pos + 16)
+        frames.append((pos, pos + 32 + plen, kind))
+        pos += 32 + plen
+    batches = [(s, e) for s, e, k in frames if k == KIND_BATCH]
+    assert len(batches) == len(GROUPS)
+    return Original((run.dir, shard, data, frames, batches))
+
+
+class Original(tuple):
+    """(run_dir, shard name, shard bytes, frames, batch frames), shown briefly in failures."""
+
+    def __repr__(self) -> str:
+        return f"<shard of {len(self[2])} bytes, frames {self[3]}>"
+
+
+def read(original, shard_bytes: bytes):
+    """Reads a copy of the run whose shard is `shard_bytes`; returns (reader, warnings)."""
+    run_dir, shard, *_ = original
+    with tempfile.TemporaryDirectory() as d:
+        shutil.copy(os.path.join(run_dir, "run.json"), d)
+        with open(os.path.join(d, shard), "wb") as f:
+            f.write(shard_bytes)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            reader = steplog.open(d)
+            steps = check_values(reader)
+        assert all(issubclass(w.category, steplog.SteplogWarning) for w in caught), caught
+        try:
+            strict = steplog.open(d, strict=True)
+            assert not strict.problems
+        except steplog.CorruptRunError:
+            assert reader.problems
+    return reader, steps
+
+
+def check_values(reader) -> set:
+    """Every value read is the one logged at its step; returns the steps of `x`."""
+    steps: set = set()
+    keys = reader.keys()
+    assert set(keys) <= {"x", "y", "t"}
+    if "x" in keys:
+        s, v = reader.scalars("x")
+        assert v.tolist() == s.tolist()
+        assert len(set(s.tolist())) == len(s)
+        steps = set(s.tolist())
+    if "y" in keys:
+        s, v = reader.scalars("y")
+        assert v.tolist() == [i * 0.5 for i in s.tolist()]
+    if "t" in keys:
+        assert all(v == f"s{s}" for s, v in reader.history("t"))
+    # The rest of the API works on whatever survived.
+    reader.summary, reader.metrics, reader.shards, reader.nonfinite, reader.to_pandas()
+    assert reader.dropped == 0 and reader.rows >= 0
+    return steps
+
+
+def groups_in(batches_kept) -> set:
+    return {i for n, g in enumerate(GROUPS) if n in batches_kept for i in g}
+
+
+@given(st.data())
+@SETTINGS
+def test_a_truncated_shard_reads_back_the_batches_before_the_cut(original, data):
+    *_, raw, _frames, batches = original
+    cut = data.draw(st.integers(0, len(raw)))
+    reader, steps = read(original, raw[:cut])
+    assert steps == groups_in({n for n, (_, end) in enumerate(batches) if end <= cut})
+    assert steps == set(range(len(steps))), "a prefix"
+    assert all(p["torn_tail"] for p in reader.problems), reader.problems
+
+
+@given(st.data())
+@SETTINGS
+def test_bit_flips_cost_only_the_frames_they_touch(original, data):
+    *_, raw, frames, batches = original
+    flip = st.tuples(st.integers(0, len(raw) - 1), st.integers(1, 255))
+    flips = data.draw(st.lists(flip, min_size=1, max_size=4, unique_by=lambda f: f[0]))
+    damaged = bytearray(raw)
+    for at, mask in flips:
+        damaged[at] ^= mask
+    hit = {n for n, (start, end) in enumerate(batches) for at, _ in flips if start <= at < end}
+    reader, steps = read(original, bytes(damaged))
+    if 0 in hit:  # the first batch defined every key: later values cannot be named
+        assert steps <= ALL
+        return
+    assert steps == groups_in(set(range(len(GROUPS))) - hit)
+    touched = {n for n, (lo, hi, _) in enumerate(frames) for at, _ in flips if lo <= at < hi}
+    assert len([p for p in reader.problems if not p["torn_tail"]]) <= len(touched)
+
+
+@given(st.data())
+@SETTINGS
+def test_inserted_junk_and_random_bytes_never_raise(original, data):
+    raw = original[2]
+    at = data.draw(st.integers(0, len(raw)))
+    junk = data.draw(st.binary(max_size=300))
+    _, steps = read(original, raw[:at] + junk + raw[at:])
+    assert steps <= ALL
+    _, steps = read(original, data.draw(st.binary(max_size=3000)))
+    assert steps == set()
+
+
+def test_an_empty_shard_and_a_lone_header_read_as_no_rows(original):
+    raw, frames = original[2], original[3]
+    for shard in [b"", raw[: frames[0][1]]]:
+        reader, steps = read(original, shard)
+        assert steps == set() and reader.rows == 0
