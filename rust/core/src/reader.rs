@@ -4,8 +4,8 @@
 //! skipped and reported in [`ShardData::problems`]; a torn last frame is reported as such.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
 use std::path::Path;
+use std::sync::Arc;
 
 use crate::batch::DType;
 use crate::error::{Error, Result};
