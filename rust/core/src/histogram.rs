@@ -66,18 +66,7 @@ macro_rules! float_binner {
             if lo > hi {
                 return h; // no finite element: an empty histogram that still counts the others
             }
-            if lo == hi {
-                lo -= 0.5;
-                hi += 0.5;
-            }
-            let edges = $linspace(lo, hi, n);
-            let bins = Bins {
-                lo,
-                denom: hi - lo,
-                scale: n as $t,
-                last: n - 1,
-                edges: &edges,
-            };
+            let bins = Bins::<$t>::over(lo, hi, n);
             let mut counts = vec![0u64; n];
             for x in data {
                 if non_finite == 0 || x.is_finite() {
@@ -85,7 +74,7 @@ macro_rules! float_binner {
                 }
             }
             h.counts = counts;
-            h.edges = edges.into_iter().map(f64::from).collect();
+            h.edges = bins.edges.into_iter().map(f64::from).collect();
             h
         }
     };
@@ -112,17 +101,33 @@ macro_rules! finite_range {
 }
 
 /// numpy's bin search for equal-width bins, in the data's float type.
-struct Bins<'a, T> {
+struct Bins<T> {
     lo: T,
     denom: T,
     scale: T,
     last: usize,
-    edges: &'a [T],
+    edges: Vec<T>,
 }
 
 macro_rules! bins_index {
-    ($t:ty) => {
-        impl Bins<'_, $t> {
+    ($t:ty, $linspace:ident) => {
+        impl Bins<$t> {
+            /// `n` bins over `[lo, hi]` (the finite range), widened by 0.5 each way when the
+            /// range is a single value, as numpy does.
+            fn over(mut lo: $t, mut hi: $t, n: usize) -> Self {
+                if lo == hi {
+                    lo -= 0.5;
+                    hi += 0.5;
+                }
+                Bins {
+                    lo,
+                    denom: hi - lo,
+                    scale: n as $t,
+                    last: n - 1,
+                    edges: $linspace(lo, hi, n),
+                }
+            }
+
             /// The bin of finite `x`: `((x - lo) / denom) * n` truncated, then moved by one
             /// where float rounding put it on the wrong side of an edge, exactly as numpy does.
             #[inline(always)]
@@ -143,8 +148,8 @@ macro_rules! bins_index {
     };
 }
 
-bins_index!(f32);
-bins_index!(f64);
+bins_index!(f32, linspace_f32);
+bins_index!(f64, linspace_f64);
 
 float_binner!(linspace_f64, bin_f64_iter, f64);
 float_binner!(linspace_f32, bin_f32_iter, f32);
@@ -180,29 +185,18 @@ macro_rules! slice_binner {
             if bad > 0 || data.len() >= (u32::MAX as usize) {
                 return $iter(data.iter().copied(), n);
             }
-            let mut lo = lo
+            let lo = lo
                 .iter()
                 .chain(tail)
                 .fold(<$t>::INFINITY, |a, &b| if b < a { b } else { a });
-            let mut hi = hi
+            let hi = hi
                 .iter()
                 .chain(tail)
                 .fold(<$t>::NEG_INFINITY, |a, &b| if b > a { b } else { a });
             if lo > hi {
                 return Histogram::default();
             }
-            if lo == hi {
-                lo -= 0.5;
-                hi += 0.5;
-            }
-            let edges = $linspace(lo, hi, n);
-            let bins = Bins {
-                lo,
-                denom: hi - lo,
-                scale: n as $t,
-                last: n - 1,
-                edges: &edges,
-            };
+            let bins = Bins::<$t>::over(lo, hi, n);
             let mut lanes = vec![[0u32; 4]; n];
             for c in chunks {
                 // The float part of numpy's index for 16 elements at once (SIMD), then the
@@ -224,7 +218,7 @@ macro_rules! slice_binner {
             }
             Histogram {
                 counts,
-                edges: edges.into_iter().map(f64::from).collect(),
+                edges: bins.edges.into_iter().map(f64::from).collect(),
                 ..Histogram::default()
             }
         }
