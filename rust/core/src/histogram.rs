@@ -164,7 +164,7 @@ pub fn linspace_edges(first: f64, last: f64, n: usize) -> Vec<f64> {
 const LANES: usize = 16;
 
 macro_rules! slice_binner {
-    ($bin:ident, $linspace:ident, $iter:ident, $t:ty) => {
+    ($bin:ident, $iter:ident, $t:ty) => {
         /// Bins a contiguous slice: the same result as the iterator version, faster.
         pub fn $bin(data: &[$t], n: usize) -> Histogram {
             let chunks = data.chunks_exact(LANES);
@@ -225,8 +225,8 @@ macro_rules! slice_binner {
     };
 }
 
-slice_binner!(bin_f64, linspace_f64, bin_f64_iter, f64);
-slice_binner!(bin_f32, linspace_f32, bin_f32_iter, f32);
+slice_binner!(bin_f64, bin_f64_iter, f64);
+slice_binner!(bin_f32, bin_f32_iter, f32);
 
 /// Bins integers as numpy does for integer arrays: float64 edges, and the range divided as an
 /// exact unsigned difference.
