@@ -98,12 +98,12 @@ impl PyRun {
         step: Option<i64>,
         commit: Option<bool>,
     ) -> PyResult<()> {
-        let guard = slf.get().shard.load();
-        let shard = match guard.as_ref() {
-            Some(s) => s.clone(),
-            None => Self::shard(slf)?,
-        };
-        log_to(&shard.logger, data, step, commit)
+        // NOTE: the common case borrows the shard through the guard (no reference count
+        // traffic per call); only a process without a shard yet takes the slow path.
+        if let Some(shard) = slf.get().shard.load().as_ref() {
+            return log_to(&shard.logger, data, step, commit);
+        }
+        log_to(&Self::shard(slf)?.logger, data, step, commit)
     }
 }
 
