@@ -3,7 +3,7 @@
 //! ```text
 //! offset size field
 //!   0     4  magic        b"SLG1"
-//!   4     1  kind         1 header, 2 batch, 3 summary, 4 gap, 5 close, 6 metrics
+//!   4     1  kind         1 header, 2 batch, 3 summary, 4 gap, 5 close, 6 metrics, 7 run
 //!   5     1  codec        0 none, 1 zstd
 //!   6     2  flags        0 (reserved)
 //!   8     8  seq          frame number in this shard, from 0, +1 per frame (u64 LE)
@@ -44,6 +44,9 @@ pub enum Kind {
     Close = 5,
     /// A snapshot of the metric definitions (`define_metric`).
     Metrics = 6,
+    /// The run's metadata (`run.json`) as uncompressed JSON; written by network writers so the
+    /// collector can write the run's `run.json`.
+    Run = 7,
 }
 
 impl Kind {
@@ -56,6 +59,7 @@ impl Kind {
             4 => Kind::Gap,
             5 => Kind::Close,
             6 => Kind::Metrics,
+            7 => Kind::Run,
             _ => return None,
         })
     }

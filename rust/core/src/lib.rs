@@ -26,6 +26,7 @@ pub mod keys;
 pub mod logger;
 pub mod metric;
 pub mod msgpack;
+pub mod net;
 pub mod nonfinite;
 pub mod reader;
 pub mod ring;

@@ -127,8 +127,10 @@ pub fn decode_shard(bytes: &[u8]) -> ShardData {
                 }
                 after_damage = false;
                 next_seq = next_seq.max(header.seq + 1);
-                if Kind::from_u8(header.kind).is_none() {
-                    continue; // a newer writer's frame kind: skipped undecoded, on purpose
+                if matches!(Kind::from_u8(header.kind), None | Some(Kind::Run)) {
+                    // A newer writer's frame kind is skipped undecoded, on purpose; the run
+                    // frame's JSON is the collector's business (it becomes run.json).
+                    continue;
                 }
                 let len = frame::HEADER_LEN + payload.len();
                 let result = frame::decode_payload(&header, payload).and_then(|raw| {
@@ -304,7 +306,7 @@ impl Decoder {
                 let reason = v.get("reason").and_then(Mp::as_str).unwrap_or("unknown");
                 self.out.gaps.push((rows, reason.to_string()));
             }
-            None => {}
+            Some(Kind::Run) | None => {}
         }
         Ok(())
     }

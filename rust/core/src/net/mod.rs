@@ -1,0 +1,5 @@
+//! The network half of the data path: the wire protocol shared by both ends, the client sink
+//! that streams a shard's frames to a collector, and the collector (`steplog serve`) that
+//! writes them as ordinary shard files. `docs/NETWORK.md` is the specification.
+
+pub mod protocol;
