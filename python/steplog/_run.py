@@ -20,6 +20,8 @@ RUN_FILE = "run.json"
 SHARD_SUFFIX = ".steplog"
 #: Set by `init()` so that workers started with spawn/forkserver find the run.
 RUN_DIR_ENV = "STEPLOG_RUN_DIR"
+#: The collector's token, for runs that stream to one.
+TOKEN_ENV = "STEPLOG_TOKEN"
 _ID_ALPHABET = string.ascii_lowercase + string.digits
 
 _live: list[Run] = []
@@ -167,6 +169,17 @@ class Run(_core.Run):
         with self._finish_lock:
             if self._final_stats is not None:
                 return self._final_stats
+            if os.getpid() == self._owner_pid and self._networked and not self.finished:
+                final = dict(self._meta, status="finished" if not exit_code else "failed")
+                final.update(exit_code=exit_code, ended=time.time())
+                try:
+                    self._put_run_meta(json.dumps(final, default=str))
+                except _core.SteplogError as e:  # the queue is wedged: finish anyway
+                    warnings.warn(
+                        f"steplog: run {self.id}: could not queue run.json for the collector: {e}",
+                        _core.SteplogWarning,
+                        stacklevel=2,
+                    )
             stats = self._finish()  # idempotent: a nested call returns at once
             if self._final_stats is not None:  # a signal handler finished it meanwhile
                 return self._final_stats
@@ -190,6 +203,16 @@ class Run(_core.Run):
                 f"steplog: run {self.id}: the writer did not finish within finish_timeout_s; "
                 f"{stats['rows_unwritten']} rows were not written (first error: "
                 f"{stats['first_error']}).",
+                _core.SteplogWarning,
+                stacklevel=2,
+            )
+        if stats["rows_unacked"]:
+            spill = stats["spill_path"]
+            sink = self._meta.get("settings", {}).get("sink") or os.environ.get("STEPLOG_SINK")
+            warnings.warn(
+                f"steplog: run {self.id}: {stats['rows_unacked']} rows were not acknowledged by "
+                f"the collector {sink} (first network error: {stats['first_net_error']}). They "
+                f"are kept in {spill}; send them with `steplog push {spill} --sink {sink}`.",
                 _core.SteplogWarning,
                 stacklevel=2,
             )
@@ -231,13 +254,23 @@ def init(
     name: str | None = None,
     dir: str | os.PathLike[str] = "steplog-runs",
     config: Any = None,
+    sink: str | None = None,
+    token: str | None = None,
     **settings: Any,
 ) -> Run:
     """Starts a run in `<dir>/<run id>/` and makes it the target of `steplog.log()`.
 
+    `sink`: where the shards go. The default (or `"file"`) writes them into the run
+    directory; `"tcp://HOST:PORT"` (or `"tls://HOST:PORT"`) streams them to a collector,
+    `steplog serve`, which writes the same files on its side, while the local run directory
+    keeps `run.json` and any frames the collector has not acknowledged. `token` is the
+    collector's token (else `STEPLOG_TOKEN`; it is exported to worker processes through that
+    variable and never written to disk). `sink` also comes from `STEPLOG_SINK`.
+
     Settings (keyword arguments, else `STEPLOG_<NAME>` environment variables, else defaults):
     `flush_interval_s`, `batch_max_rows`, `batch_max_bytes`, `zstd_level`, `queue_capacity`,
-    `overflow`, `block_timeout_s`, `fsync_interval_s`, `finish_timeout_s`.
+    `overflow`, `block_timeout_s`, `fsync_interval_s`, `finish_timeout_s`, `nan_value`,
+    `inf_value`; for network sinks `net_buffer_bytes`, `net_timeout_s`, `tls_ca`.
     """
     if project is not None and not isinstance(project, str):
         raise TypeError(f"steplog.init: project must be str, got {type(project).__name__}")
@@ -245,6 +278,11 @@ def init(
         raise TypeError(f"steplog.init: name must be str, got {type(name).__name__}")
     if not isinstance(dir, (str, os.PathLike)):
         raise TypeError(f"steplog.init: dir must be a path, got {type(dir).__name__}")
+    for arg, v in (("sink", sink), ("token", token)):
+        if v is not None and not isinstance(v, str):
+            raise TypeError(f"steplog.init: {arg} must be str, got {type(v).__name__}")
+    if sink is not None:
+        settings["sink"] = sink
     root = os.fspath(dir)
     if root == "":
         raise ValueError("steplog.init: dir must not be empty")
@@ -281,8 +319,10 @@ def init(
     }
     run_file = os.path.join(run_dir, RUN_FILE)
     shard_path, info = _shard_for(run_id, run_dir, started)
+    # NOTE: the token reaches the Rust side but never run.json.
+    run_settings = dict(settings, token=token) if token is not None else settings
     try:
-        run = Run(shard_path, info, settings)
+        run = Run(shard_path, info, run_settings)
     except BaseException:
         # Nothing was logged; leave no empty run behind.
         for leftover in os.listdir(run_dir):
@@ -290,6 +330,10 @@ def init(
         os.rmdir(run_dir)
         raise
     _env.write_json_atomic(run_file, meta)
+    if run._networked:
+        run._put_run_meta(json.dumps(meta, default=str))
+        if token is not None:
+            os.environ[TOKEN_ENV] = token  # spawned workers authenticate with it
     run._setup(meta, run_file)
     with _live_lock:
         _live.append(run)

@@ -71,6 +71,12 @@ pub struct WriterConfig {
     pub nan_value: Option<f64>,
     /// Written in place of +Inf, negated for -Inf; `None` keeps them.
     pub inf_value: Option<f64>,
+    /// Network sink: bytes of frames kept in memory, unacknowledged, before they spill to a
+    /// local file.
+    pub net_buffer_bytes: usize,
+    /// Network sink: timeout of each connect and send, and how long `finish()` and
+    /// `run.sync()` wait for the collector's last acknowledgement.
+    pub net_timeout_s: f64,
 }
 
 impl Default for WriterConfig {
@@ -87,12 +93,14 @@ impl Default for WriterConfig {
             finish_timeout_s: 30.0,
             nan_value: None,
             inf_value: None,
+            net_buffer_bytes: 64 << 20,
+            net_timeout_s: 10.0,
         }
     }
 }
 
 /// Names of all settings, as keyword arguments (`STEPLOG_` + upper case in the environment).
-pub const SETTING_NAMES: [&str; 11] = [
+pub const SETTING_NAMES: [&str; 13] = [
     "queue_capacity",
     "batch_max_rows",
     "batch_max_bytes",
@@ -104,7 +112,13 @@ pub const SETTING_NAMES: [&str; 11] = [
     "finish_timeout_s",
     "nan_value",
     "inf_value",
+    "net_buffer_bytes",
+    "net_timeout_s",
 ];
+
+/// Settings that choose the sink rather than tune the writer (`crate::net::client`); the
+/// writer's resolution passes over them.
+pub const SINK_SETTING_NAMES: [&str; 3] = ["sink", "token", "tls_ca"];
 
 /// The environment variable for a setting.
 pub fn env_name(setting: &str) -> String {
@@ -119,11 +133,17 @@ impl WriterConfig {
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Self> {
         for (name, _) in given {
-            if !SETTING_NAMES.contains(&name.as_str()) {
+            if !SETTING_NAMES.contains(&name.as_str())
+                && !SINK_SETTING_NAMES.contains(&name.as_str())
+            {
                 return Err(Error::Config {
                     name: name.clone(),
                     value: String::new(),
-                    reason: format!("unknown setting; known: {}", SETTING_NAMES.join(", ")),
+                    reason: format!(
+                        "unknown setting; known: {}, {}",
+                        SETTING_NAMES.join(", "),
+                        SINK_SETTING_NAMES.join(", ")
+                    ),
                 });
             }
         }
@@ -181,6 +201,13 @@ impl WriterConfig {
                 .map(|f| number(f, "a finite number"))
                 .transpose()?
                 .map(|(_, v)| v),
+            net_buffer_bytes: int(
+                lookup("net_buffer_bytes"),
+                d.net_buffer_bytes as i64,
+                0,
+                1 << 40,
+            )? as usize,
+            net_timeout_s: secs(lookup("net_timeout_s"), d.net_timeout_s, 0.0)?,
         };
         Ok(cfg)
     }

@@ -279,6 +279,14 @@ impl Logger {
         Ok(())
     }
 
+    /// Queues the run's metadata (JSON) as a run frame, for a collector's `run.json`.
+    pub fn put_run_meta(&self, json: &[u8]) -> Result<()> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
+        self.push_control(Item::RunMeta(Box::from(json)))
+    }
+
     /// The metric definitions made so far, oldest first (to carry them into another shard).
     pub fn metric_definitions(&self) -> MetricDefs {
         self.defs.lock().clone()

@@ -127,7 +127,7 @@ impl Ring {
                     .fetch_add(chunk.rows() as u64, Relaxed);
                 self.recycle(chunk);
             }
-            Item::SummarySet(..) | Item::Define(_) => {
+            Item::SummarySet(..) | Item::Define(_) | Item::RunMeta(_) => {
                 self.stats.summary_dropped.fetch_add(1, Relaxed);
             }
         }
@@ -171,7 +171,7 @@ impl Ring {
 fn rows_of(item: &Item) -> u64 {
     match item {
         Item::Chunk(c) => c.rows() as u64,
-        Item::SummarySet(..) | Item::Define(_) => 0,
+        Item::SummarySet(..) | Item::Define(_) | Item::RunMeta(_) => 0,
     }
 }
 
@@ -210,7 +210,7 @@ mod tests {
         std::iter::from_fn(|| r.pop())
             .map(|i| match i {
                 Item::Chunk(c) => c.steps[0],
-                Item::SummarySet(..) | Item::Define(_) => -1,
+                _ => -1,
             })
             .collect()
     }

@@ -21,13 +21,26 @@ use std::time::Duration;
 use parking_lot::{Condvar, Mutex};
 
 use crate::error::{Error, Result};
+use crate::stats::Stats;
 
 /// A destination for frames.
 pub trait Sink: Send {
-    /// Writes one or more whole frames.
-    fn write_frames(&mut self, bytes: &[u8]) -> io::Result<()>;
-    /// Makes what was written durable (fsync for files).
+    /// Writes one or more whole frames, consecutive in `seq`, whose batches hold `rows` rows.
+    fn write_frames(&mut self, bytes: &[u8], rows: u64) -> io::Result<()>;
+    /// Makes what was written durable (fsync for files). Never waits on a network.
     fn sync(&mut self) -> io::Result<()>;
+    /// Waits, at most `timeout`, until everything written has reached its destination (a
+    /// collector's acknowledgement). Called for `run.sync()` only.
+    fn deliver(&mut self, _timeout: Duration) -> io::Result<()> {
+        Ok(())
+    }
+    /// Called once after the last write and sync: a network sink waits (bounded) for its last
+    /// acknowledgements and keeps the rest in its spill file.
+    fn close(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+    /// Gives the sink the shard's counters (a network sink reports delivery in them).
+    fn attach_stats(&mut self, _stats: Arc<Stats>) {}
     /// A short description for messages ("file runs/abc/s-1.steplog").
     fn describe(&self) -> String;
 }
@@ -142,7 +155,7 @@ impl FileSink {
 }
 
 impl Sink for FileSink {
-    fn write_frames(&mut self, bytes: &[u8]) -> io::Result<()> {
+    fn write_frames(&mut self, bytes: &[u8], _rows: u64) -> io::Result<()> {
         let result = match self.faults.on_write() {
             Some(e) => self.file.write_all(&bytes[..bytes.len() / 2]).and(Err(e)),
             None => self.file.write_all(bytes),
@@ -222,7 +235,7 @@ impl MemorySink {
 }
 
 impl Sink for MemorySink {
-    fn write_frames(&mut self, bytes: &[u8]) -> io::Result<()> {
+    fn write_frames(&mut self, bytes: &[u8], _rows: u64) -> io::Result<()> {
         let (lock, cv) = &*self.state;
         let mut s = lock.lock();
         while s.paused {

@@ -29,7 +29,16 @@ pub struct Stats {
     pub write_errors: AtomicU64,
     /// Scalar values (not rows) written.
     pub scalars_written: AtomicU64,
+    /// Rows handed to a network sink that its collector has not acknowledged yet.
+    pub rows_unacked: AtomicU64,
+    /// Times a network sink connected again after losing its collector.
+    pub reconnects: AtomicU64,
+    /// Network failures (connect, send, receive) seen.
+    pub net_errors: AtomicU64,
+    /// The network sink's spill file, once it has one.
+    pub spill_path: Mutex<Option<String>>,
     first_error: Mutex<Option<String>>,
+    first_net_error: Mutex<Option<String>>,
 }
 
 /// A point-in-time copy of [`Stats`].
@@ -55,8 +64,18 @@ pub struct StatsSnapshot {
     pub write_errors: u64,
     /// See [`Stats::scalars_written`].
     pub scalars_written: u64,
+    /// See [`Stats::rows_unacked`].
+    pub rows_unacked: u64,
+    /// See [`Stats::reconnects`].
+    pub reconnects: u64,
+    /// See [`Stats::net_errors`].
+    pub net_errors: u64,
+    /// See [`Stats::spill_path`].
+    pub spill_path: Option<String>,
     /// The first background error, if any.
     pub first_error: Option<String>,
+    /// The first network error, if any.
+    pub first_net_error: Option<String>,
 }
 
 impl Stats {
@@ -64,6 +83,16 @@ impl Stats {
     pub fn record_error(&self, message: String) {
         self.write_errors.fetch_add(1, Relaxed);
         let mut first = self.first_error.lock();
+        if first.is_none() {
+            *first = Some(message);
+        }
+    }
+
+    /// Records a network failure: counts it, keeps the first message. Network failures are
+    /// not write errors: the frames stay queued and are resent.
+    pub fn record_net_error(&self, message: String) {
+        self.net_errors.fetch_add(1, Relaxed);
+        let mut first = self.first_net_error.lock();
         if first.is_none() {
             *first = Some(message);
         }
@@ -82,7 +111,12 @@ impl Stats {
             bytes_written: self.bytes_written.load(Relaxed),
             write_errors: self.write_errors.load(Relaxed),
             scalars_written: self.scalars_written.load(Relaxed),
+            rows_unacked: self.rows_unacked.load(Relaxed),
+            reconnects: self.reconnects.load(Relaxed),
+            net_errors: self.net_errors.load(Relaxed),
+            spill_path: self.spill_path.lock().clone(),
             first_error: self.first_error.lock().clone(),
+            first_net_error: self.first_net_error.lock().clone(),
         }
     }
 }

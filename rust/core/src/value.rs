@@ -76,4 +76,6 @@ pub enum Item {
     SummarySet(KeyId, Value),
     /// `define_metric(...)`.
     Define(Box<crate::metric::MetricDef>),
+    /// The run's metadata as JSON, for a collector's `run.json` (a run frame).
+    RunMeta(Box<[u8]>),
 }

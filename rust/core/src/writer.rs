@@ -89,6 +89,8 @@ struct State {
     failed_unreported: u64,
     /// The header frame's payload, kept until a write of it succeeds.
     header: Option<Vec<u8>>,
+    /// The latest run metadata not yet written (a run frame).
+    run_meta: Option<Box<[u8]>>,
     unsynced: bool,
     last_sync: Instant,
 }
@@ -112,6 +114,8 @@ impl Writer {
             timebase,
         } = shared;
         let control = Arc::new(Control::default());
+        let mut sink = sink;
+        sink.attach_stats(Arc::clone(&stats));
         let compressor = zstd::bulk::Compressor::new(config.zstd_level).ok();
         let mut state = State {
             ring: ring.clone(),
@@ -136,6 +140,7 @@ impl Writer {
             dropped_reported: 0,
             failed_unreported: 0,
             header: None,
+            run_meta: None,
             unsynced: false,
             last_sync: Instant::now(),
         };
@@ -204,6 +209,9 @@ impl State {
             if due || flushing || syncing || pending.shutdown {
                 self.write_batch();
             }
+            if syncing {
+                self.deliver();
+            }
             if syncing
                 || (self.unsynced
                     && self.last_sync.elapsed().as_secs_f64() >= self.config.fsync_interval_s)
@@ -240,6 +248,10 @@ impl State {
             }
             Item::Define(def) => {
                 self.summaries.define(*def);
+                self.pending_since.get_or_insert_with(Instant::now);
+            }
+            Item::RunMeta(json) => {
+                self.run_meta = Some(json);
                 self.pending_since.get_or_insert_with(Instant::now);
             }
         }
@@ -339,6 +351,12 @@ impl State {
     fn write_batch(&mut self) {
         let seq_before = self.seq;
         self.write_header();
+        let run_meta = self.run_meta.take();
+        if let Some(json) = &run_meta {
+            self.enc.buf.clear();
+            self.enc.buf.extend_from_slice(json);
+            self.frame(Kind::Run, false);
+        }
         let dropped = self.stats.rows_dropped.load(Ordering::Relaxed);
         if dropped > self.dropped_reported {
             encode_gap(dropped - self.dropped_reported, "queue_full", &mut self.enc);
@@ -387,6 +405,7 @@ impl State {
             // NOTE: the lost batch may have carried key-table entries; send them again.
             self.seq = seq_before;
             self.keys_written = keys_before;
+            self.run_meta = self.run_meta.take().or(run_meta);
             self.summaries.dirty = true;
             self.summaries.defs_dirty |= defs_written;
         }
@@ -407,7 +426,7 @@ impl State {
 
     /// Writes the pending frames; counts `rows` as written or failed. Returns success.
     fn write_out(&mut self, rows: u64) -> bool {
-        let result = self.sink.write_frames(&self.out);
+        let result = self.sink.write_frames(&self.out, rows);
         let ok = match result {
             Ok(()) => {
                 self.header = None;
@@ -439,6 +458,14 @@ impl State {
         self.last_sync = Instant::now();
     }
 
+    /// Waits (bounded) until a network sink's collector acknowledged everything written.
+    fn deliver(&mut self) {
+        let timeout = Duration::from_secs_f64(self.config.net_timeout_s);
+        if let Err(e) = self.sink.deliver(timeout) {
+            self.stats.record_net_error(e.to_string());
+        }
+    }
+
     fn close(&mut self) {
         self.drain();
         self.steal();
@@ -464,5 +491,9 @@ impl State {
         self.frame(Kind::Close, false);
         self.write_out(0);
         self.sync();
+        if let Err(e) = self.sink.close() {
+            self.stats
+                .record_error(format!("closing {}: {e}", self.sink.describe()));
+        }
     }
 }

@@ -7,6 +7,7 @@ mod errors;
 mod global;
 mod histogram;
 mod metric;
+mod push;
 mod read;
 mod run;
 mod topy;
@@ -23,6 +24,8 @@ mod _core {
     use crate::histogram::PyHistogram;
     #[pymodule_export]
     use crate::metric::PyMetric;
+    #[pymodule_export]
+    use crate::push::push;
     #[pymodule_export]
     use crate::read::read_shard;
     #[pymodule_export]

@@ -16,8 +16,10 @@ use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use smallvec::SmallVec;
+use steplog_core::net::client::{NetOptions, NetSink};
+use steplog_core::net::conn::target_from;
 use steplog_core::{
-    FileSink, Logged, Logger, MetricDef, Setting, StatsSnapshot, Value, WriterConfig,
+    FileSink, Logged, Logger, MetricDef, Setting, Sink, StatsSnapshot, Value, WriterConfig,
 };
 
 use crate::args::{settings_from, shard_info, str_arg};
@@ -29,6 +31,8 @@ use crate::topy::{nonfinite_dict, stats_dict, summary_to_py};
 pub struct Shard {
     pub logger: Logger,
     path: PathBuf,
+    /// Whether it streams to a collector.
+    pub networked: bool,
     /// Unique within the process, so handles can tell shards apart (never 0).
     pub serial: u32,
 }
@@ -49,18 +53,32 @@ fn open_shard(
     info: &Bound<'_, PyDict>,
     settings: &[(String, Setting)],
 ) -> PyResult<Shard> {
-    let config = WriterConfig::resolve(settings, |k| std::env::var(k).ok()).py()?;
+    let env = |k: &str| std::env::var(k).ok();
+    let config = WriterConfig::resolve(settings, env).py()?;
+    let target = target_from(settings, env).py()?;
     let info = shard_info(info)?;
+    let networked = target.is_some();
     let p = path.clone();
     let logger = py
         .detach(move || {
-            let sink = FileSink::create(&p)?;
-            Logger::start(Box::new(sink), &info, config)
+            let sink: Box<dyn Sink> = match target {
+                None => Box::new(FileSink::create(&p)?),
+                Some(target) => Box::new(NetSink::start(NetOptions {
+                    target,
+                    run: info.run_id.clone(),
+                    shard: info.shard.clone(),
+                    spill_path: p.clone(),
+                    buffer_bytes: config.net_buffer_bytes,
+                    timeout: Duration::from_secs_f64(config.net_timeout_s),
+                })?),
+            };
+            Logger::start(sink, &info, config)
         })
         .py()?;
     Ok(Shard {
         logger,
         path,
+        networked,
         serial: SERIAL.fetch_add(1, Ordering::Relaxed),
     })
 }
@@ -287,6 +305,20 @@ impl PyRun {
         )?;
         d.set_item("rows_unwritten", unwritten)?;
         Ok(d)
+    }
+
+    /// Queues the run's metadata (JSON text) for a network sink's collector (`run.json`).
+    fn _put_run_meta(&self, json: &str) -> PyResult<()> {
+        match self.shard.load_full() {
+            Some(shard) => shard.logger.put_run_meta(json.as_bytes()).py(),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether this process's shard streams to a collector.
+    #[getter]
+    fn _networked(&self) -> bool {
+        self.shard.load().as_ref().is_some_and(|s| s.networked)
     }
 
     /// Live counters of this process's shard, with NaN/Inf counts per key under "nonfinite".

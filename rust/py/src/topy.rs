@@ -17,6 +17,11 @@ pub fn stats_dict<'py>(py: Python<'py>, s: &StatsSnapshot) -> PyResult<Bound<'py
     d.set_item("bytes_written", s.bytes_written)?;
     d.set_item("write_errors", s.write_errors)?;
     d.set_item("first_error", s.first_error.clone())?;
+    d.set_item("rows_unacked", s.rows_unacked)?;
+    d.set_item("reconnects", s.reconnects)?;
+    d.set_item("net_errors", s.net_errors)?;
+    d.set_item("first_net_error", s.first_net_error.clone())?;
+    d.set_item("spill_path", s.spill_path.clone())?;
     Ok(d)
 }
 
