@@ -1,4 +1,4 @@
-"""The `steplog` command: `demo`, `show`, `bench`."""
+"""The `steplog` command: `demo`, `show`, `bench`, `push`."""
 
 from __future__ import annotations
 
@@ -144,6 +144,44 @@ def bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _token(token_file: str | None) -> str | None:
+    """The token from `--token-file` (its contents, stripped), else `STEPLOG_TOKEN`."""
+    if token_file is not None:
+        with open(token_file, encoding="utf-8") as f:
+            return f.read().strip()
+    return os.environ.get("STEPLOG_TOKEN") or None
+
+
+def push(args: argparse.Namespace) -> int:
+    """Sends shard files (a network run's spill files) to a collector."""
+    from . import _core
+
+    token = _token(args.token_file)
+    if not token:
+        print("steplog push: no token: pass --token-file or set STEPLOG_TOKEN", file=sys.stderr)
+        return 2
+    files: list[str] = []
+    for path in args.paths:
+        if os.path.isdir(path):
+            files += sorted(
+                os.path.join(path, f) for f in os.listdir(path) if f.endswith(".steplog")
+            )
+        elif os.path.exists(path):
+            files.append(path)
+        else:
+            raise FileNotFoundError(f"{path}: no such file or run directory")
+    failed = 0
+    for f in files:
+        try:
+            held = _core.push(f, args.sink, token, tls_ca=args.tls_ca, timeout_s=args.timeout_s)
+        except (OSError, _core.SteplogError, ValueError) as e:
+            print(f"steplog push: {f}: {e}", file=sys.stderr)
+            failed += 1
+            continue
+        print(f"steplog push: {f}: the collector holds {held} frames of this shard")
+    return 1 if failed else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="steplog", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -160,6 +198,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--quick", action="store_true", help="a few seconds, noisier")
     p.set_defaults(func=bench)
+    p = sub.add_parser(
+        "push",
+        help="send a network run's spill files (or any shard files) to a collector",
+    )
+    p.add_argument("paths", nargs="+", help="shard files, or run directories to send all of")
+    p.add_argument("--sink", required=True, help="the collector, tcp://HOST:PORT or tls://...")
+    p.add_argument("--token-file", help="file holding the token (default: $STEPLOG_TOKEN)")
+    p.add_argument("--tls-ca", help="PEM bundle to verify a tls:// collector with")
+    p.add_argument("--timeout-s", type=float, default=30.0, help="wait for acks (default 30)")
+    p.set_defaults(func=push)
     args = parser.parse_args(argv)
     if getattr(args, "steps", 1) < 1:
         parser.error("--steps must be at least 1")
