@@ -111,7 +111,7 @@ WRITER = """
 
 def _writer(tmp_path: Path, url: str, n: int) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(WRITER), str(tmp_path / "local"), url, TOKEN, str(n)],
+        [sys.executable, "-c", textwrap.dedent(WRITER), str(tmp_path / "l"), url, TOKEN, str(n)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -218,9 +218,20 @@ def test_without_a_collector_finish_keeps_rows_for_steplog_push(tmp_path):
     try:
         for _ in range(2):  # twice: the collector keeps one copy
             done = subprocess.run(
-                [sys.executable, "-m", "steplog", "push", spill, "--sink", url,
-                 "--token-file", str(c.token_file)],
-                capture_output=True, text=True, timeout=60,
+                [
+                    sys.executable,
+                    "-m",
+                    "steplog",
+                    "push",
+                    spill,
+                    "--sink",
+                    url,
+                    "--token-file",
+                    str(c.token_file),
+                ],
+                capture_output=True,
+                text=True,
+                timeout=60,
             )
             assert done.returncode == 0, done.stderr
         (x,) = xs_per_shard(c.run_dir(run.id))

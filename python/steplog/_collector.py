@@ -32,9 +32,7 @@ class CollectorProcess:
         """Starts (or restarts, on the same port and directory) the collector."""
         cmd = [sys.executable, "-m", "steplog", "serve", "--listen", f"127.0.0.1:{self.port}"]
         cmd += ["--dir", str(self.dir), "--token-file", str(self.token_file), *self.extra]
-        self.proc = subprocess.Popen(
-            cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-        )
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         assert self.proc.stdout is not None and self.proc.stderr is not None
         line = self.proc.stdout.readline()
         if "listening on" not in line:
