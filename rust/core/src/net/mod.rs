@@ -2,4 +2,5 @@
 //! that streams a shard's frames to a collector, and the collector (`steplog serve`) that
 //! writes them as ordinary shard files. `docs/NETWORK.md` is the specification.
 
+pub mod collector;
 pub mod protocol;
