@@ -7,7 +7,7 @@
 //! connection recorded as the shard's owner appends, and the owner check, the seq check and
 //! the write happen under one lock, so a takeover can never interleave two streams.
 //! `next_seq` is the number of frames in the file. The file is open only while some
-//! connection owns the shard; entries stay in the registry (a few hundred bytes each) so a
+//! connection owns the shard (and removed when that ends with no frame in it); entries stay in the registry (a few hundred bytes each) so a
 //! reconnect skips the rescan when the file's length is what the collector left.
 
 use std::collections::HashMap;
@@ -261,7 +261,9 @@ impl Shard {
         })
     }
 
-    /// Gives the shard up if `owner` still owns it: fsyncs and closes the file. Blocking.
+    /// Gives the shard up if `owner` still owns it: fsyncs and closes the file, and removes
+    /// it when it holds no frame (a writer that said HELLO and nothing else leaves nothing).
+    /// Blocking.
     pub fn release(&self, owner: u64) -> Result<()> {
         let (file, dirty) = {
             let mut st = self.state.lock();
@@ -269,6 +271,10 @@ impl Shard {
                 return Ok(());
             }
             st.owner = None;
+            if st.len == 0 && st.file.take().is_some() {
+                st.known = false;
+                return fs::remove_file(&self.path).map_err(|e| Error::io("remove", &self.path, e));
+            }
             let dirty = std::mem::take(&mut st.dirty);
             (st.file.take(), dirty)
         };
