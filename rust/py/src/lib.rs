@@ -9,6 +9,7 @@ mod histogram;
 mod metric;
 mod read;
 mod run;
+mod serve;
 mod topy;
 
 use pyo3::prelude::*;
@@ -27,6 +28,8 @@ mod _core {
     use crate::read::read_shard;
     #[pymodule_export]
     use crate::run::PyRun;
+    #[pymodule_export]
+    use crate::serve::serve;
 
     use super::*;
 

@@ -211,6 +211,10 @@ where
             &who,
             format_args!("closed: the collector is stopping ({stored} frames stored)"),
         ),
+        Close::Lost(e) => log(
+            &who,
+            format_args!("closed: connection lost between frames: {e} ({stored} frames stored)"),
+        ),
         Close::TakenOver => log(
             &who,
             format_args!("closed: taken over by a newer connection for the same shard"),

@@ -48,6 +48,9 @@ pub(crate) enum Close {
     SlowFrame(Duration),
     /// The connection failed or ended mid-frame.
     Io(std::io::Error),
+    /// The connection failed between frames (a writer that exits without reading its last
+    /// acks resets it).
+    Lost(std::io::Error),
     /// The writer sent something the protocol forbids.
     Protocol(String),
     /// The collector could not store a frame.
@@ -71,6 +74,7 @@ impl fmt::Display for Close {
                 d.as_secs_f64()
             ),
             Close::Io(e) => write!(f, "connection lost mid-frame: {e}"),
+            Close::Lost(e) => write!(f, "connection lost between frames: {e}"),
             Close::Protocol(m) | Close::Store(m) => f.write_str(m),
         }
     }
@@ -192,7 +196,7 @@ where
             _ = guard.shutdown.wait_for(|s| *s) => return Close::Shutdown,
             r = timeout(cfg.idle_timeout, rd.fill_buf()) => match r {
                 Err(_) => return Close::Idle(cfg.idle_timeout),
-                Ok(Err(e)) => return Close::Io(e),
+                Ok(Err(e)) => return Close::Lost(e),
                 Ok(Ok([])) => return Close::Eof,
                 Ok(Ok(_)) => {}
             },
