@@ -20,7 +20,7 @@ mod tls;
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -143,8 +143,8 @@ async fn run<F: Future<Output = ()>>(
                     if let Err(e) = tcp.set_nodelay(true) {
                         log(&peer.to_string(), format_args!("could not set TCP_NODELAY: {e}"));
                     }
-                    let busy = ctx.active.fetch_add(1, Ordering::Relaxed) >= ctx.config.max_connections;
-                    tasks.spawn(conn::serve_conn(ctx.clone(), tcp, peer, tls.clone(), busy));
+                    let (active, busy) = conn::ActiveGuard::new(&ctx);
+                    tasks.spawn(conn::serve_conn(active, tcp, peer, tls.clone(), busy));
                 }
                 Err(e) => {
                     bump(&ctx.counters.io_errors, 1);

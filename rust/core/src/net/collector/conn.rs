@@ -51,8 +51,20 @@ pub(crate) fn log(who: &str, msg: std::fmt::Arguments<'_>) {
     eprintln!("steplog serve: {who}: {msg}");
 }
 
-/// Decrements the open-connection count when the connection's task ends (or panics).
-pub(crate) struct ActiveGuard(pub Arc<Ctx>);
+/// One open connection: counted when accepted, uncounted when its task ends, panics or is
+/// dropped unpolled.
+pub(crate) struct ActiveGuard(Arc<Ctx>);
+
+impl ActiveGuard {
+    /// Counts a new connection; also says whether it is over `--max-connections`.
+    pub fn new(ctx: &Arc<Ctx>) -> (Self, bool) {
+        let before = ctx.active.fetch_add(1, Ordering::Relaxed);
+        (
+            ActiveGuard(ctx.clone()),
+            before >= ctx.config.max_connections,
+        )
+    }
+}
 
 impl Drop for ActiveGuard {
     fn drop(&mut self) {
@@ -71,13 +83,13 @@ struct Hello {
 
 /// Serves one accepted connection; `busy` when it is over `--max-connections`.
 pub(crate) async fn serve_conn(
-    ctx: Arc<Ctx>,
+    active: ActiveGuard,
     tcp: TcpStream,
     peer: SocketAddr,
     tls: Option<TlsAcceptor>,
     busy: bool,
 ) {
-    let _active = ActiveGuard(ctx.clone());
+    let ctx = active.0.clone();
     bump(&ctx.counters.connections, 1);
     let deadline = Instant::now() + ctx.config.handshake_timeout;
     let who = peer.to_string();
