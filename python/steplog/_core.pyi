@@ -88,3 +88,17 @@ def push(
 ) -> int: ...
 def set_reporting_nan_value(value: float | None = None) -> None: ...
 def set_reporting_inf_value(value: float | None = None) -> None: ...
+def serve(
+    listen: str,
+    dir: str | PathLike[str],
+    token: str | bytes,
+    *,
+    max_frame_bytes: int | None = None,
+    max_memory_bytes: int | None = None,
+    max_connections: int | None = None,
+    idle_timeout_s: float | None = None,
+    handshake_timeout_s: float | None = None,
+    fsync_interval_s: float | None = None,
+    tls_cert: str | PathLike[str] | None = None,
+    tls_key: str | PathLike[str] | None = None,
+) -> dict[str, int]: ...

@@ -1,4 +1,4 @@
-"""The `steplog` command: `demo`, `show`, `bench`, `push`."""
+"""The `steplog` command: `demo`, `show`, `bench`, `serve`, `push`."""
 
 from __future__ import annotations
 
@@ -144,19 +144,77 @@ def bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def _token(token_file: str | None) -> str | None:
-    """The token from `--token-file` (its contents, stripped), else `STEPLOG_TOKEN`."""
-    if token_file is not None:
-        with open(token_file, encoding="utf-8") as f:
+def _read_token(args: argparse.Namespace) -> str | None:
+    if args.token_file is not None:
+        with open(args.token_file, encoding="utf-8") as f:
             return f.read().strip()
-    return os.environ.get("STEPLOG_TOKEN") or None
+    return os.environ.get("STEPLOG_TOKEN")
+
+
+def _raise_fd_limit(connections: int) -> None:
+    """Each connection needs a socket and a shard file; lift the soft limit toward that."""
+    try:
+        import resource
+    except ImportError:  # not on this platform
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = 2 * connections + 64
+    if soft != resource.RLIM_INFINITY and soft < want:
+        new = want if hard == resource.RLIM_INFINITY else min(want, hard)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
+        except (ValueError, OSError) as e:
+            msg = f"steplog serve: could not raise the open-file limit to {new}: {e}"
+            print(msg, file=sys.stderr)
+
+
+def serve(args: argparse.Namespace) -> int:
+    """Runs the collector until SIGTERM or SIGINT."""
+    from . import _core
+
+    token = _read_token(args)
+    if not token:
+        where = f"--token-file {args.token_file}" if args.token_file else "STEPLOG_TOKEN"
+        print(
+            f"steplog serve: no token ({where} is empty or unset); pass --token-file PATH "
+            "or set STEPLOG_TOKEN",
+            file=sys.stderr,
+        )
+        return 2
+    if (args.tls_cert is None) != (args.tls_key is None):
+        print("steplog serve: --tls-cert and --tls-key go together", file=sys.stderr)
+        return 2
+    _raise_fd_limit(args.max_connections or 1024)
+    try:
+        _core.serve(
+            args.listen,
+            args.dir,
+            token,
+            max_frame_bytes=args.max_frame_bytes,
+            max_memory_bytes=args.max_memory_bytes,
+            max_connections=args.max_connections,
+            idle_timeout_s=args.idle_timeout_s,
+            handshake_timeout_s=args.handshake_timeout_s,
+            fsync_interval_s=args.fsync_interval_s,
+            tls_cert=args.tls_cert,
+            tls_key=args.tls_key,
+        )
+    except KeyboardInterrupt:  # SIGINT also reaches Python's handler; the stop was clean
+        pass
+    except ValueError as e:
+        print(f"steplog serve: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        print(f"steplog serve: {e}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def push(args: argparse.Namespace) -> int:
     """Sends shard files (a network run's spill files) to a collector."""
     from . import _core
 
-    token = _token(args.token_file)
+    token = _read_token(args)
     if not token:
         print("steplog push: no token: pass --token-file or set STEPLOG_TOKEN", file=sys.stderr)
         return 2
@@ -198,6 +256,26 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--quick", action="store_true", help="a few seconds, noisier")
     p.set_defaults(func=bench)
+    p = sub.add_parser(
+        "serve",
+        help="collect runs streamed by writers started with sink='tcp://HOST:PORT'",
+        description="The collector: receives shard frames over TCP (or TLS) and writes them as "
+        "ordinary runs under --dir. Stops cleanly on SIGTERM or SIGINT. See docs/NETWORK.md.",
+    )
+    p.add_argument("--listen", default="127.0.0.1:7777", help="HOST:PORT (default 127.0.0.1:7777)")
+    p.add_argument("--dir", default="steplog-runs", help="runs directory (default steplog-runs)")
+    p.add_argument("--token-file", help="file holding the token (default: $STEPLOG_TOKEN)")
+    p.add_argument("--max-frame-bytes", type=int, help="largest frame payload (default 64 MiB)")
+    p.add_argument(
+        "--max-memory-bytes", type=int, help="payload bytes held at once (default 256 MiB)"
+    )
+    p.add_argument("--max-connections", type=int, help="open connections (default 1024)")
+    p.add_argument("--idle-timeout-s", type=float, help="close silent connections (default 300)")
+    p.add_argument("--handshake-timeout-s", type=float, help="time for a HELLO (default 10)")
+    p.add_argument("--fsync-interval-s", type=float, help="fsync period (default 10)")
+    p.add_argument("--tls-cert", help="PEM certificate chain: serve TLS")
+    p.add_argument("--tls-key", help="PEM private key for --tls-cert")
+    p.set_defaults(func=serve)
     p = sub.add_parser(
         "push",
         help="send a network run's spill files (or any shard files) to a collector",

@@ -10,6 +10,7 @@ mod metric;
 mod push;
 mod read;
 mod run;
+mod serve;
 mod topy;
 
 use pyo3::prelude::*;
@@ -30,6 +31,8 @@ mod _core {
     use crate::read::read_shard;
     #[pymodule_export]
     use crate::run::PyRun;
+    #[pymodule_export]
+    use crate::serve::serve;
 
     use super::*;
 

@@ -35,6 +35,9 @@ const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 const IDLE_WAIT: Duration = Duration::from_millis(200);
 const ACK_WAIT: Duration = Duration::from_millis(20);
+/// Longest a connect, the handshake or one write may go without progress, so that stopping
+/// the sender (at close) never waits long on a dead network.
+const OP_TIMEOUT_MAX: Duration = Duration::from_secs(5);
 
 /// How a network sink is set up.
 #[derive(Debug, Clone)]
@@ -378,7 +381,7 @@ impl Sender {
 
     fn connect(&mut self) {
         let o = &self.sh.opts;
-        match Conn::open(&o.target, &o.run, &o.shard, o.timeout) {
+        match Conn::open(&o.target, &o.run, &o.shard, o.timeout.min(OP_TIMEOUT_MAX)) {
             Ok((conn, next)) => {
                 let mut q = self.sh.queue.lock();
                 let forgotten = q.mem.front().map(|u| u.span.first).or_else(|| {
@@ -499,7 +502,7 @@ pub fn push_file(path: &Path, target: &Target, timeout: Duration) -> Result<u64>
         });
     };
     let io_err = |e: io::Error| Error::io("send", path, e);
-    let (mut conn, _next) = Conn::open(target, &run, &shard, timeout).map_err(|e| {
+    let (mut conn, next) = Conn::open(target, &run, &shard, timeout).map_err(|e| {
         Error::io(
             "connect",
             path,
@@ -520,7 +523,8 @@ pub fn push_file(path: &Path, target: &Target, timeout: Duration) -> Result<u64>
         }
     }
     let deadline = Instant::now() + timeout;
-    let mut acked = 0;
+    // NOTE: frames the collector already held are dropped without an ACK.
+    let mut acked = next;
     while acked < end && Instant::now() < deadline {
         if let Some(a) = conn.read_acks(Duration::from_millis(50)).map_err(io_err)? {
             acked = acked.max(a);

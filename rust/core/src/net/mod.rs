@@ -3,6 +3,7 @@
 //! writes them as ordinary shard files. `docs/NETWORK.md` is the specification.
 
 pub mod client;
+pub mod collector;
 pub mod conn;
 pub mod protocol;
 pub mod spill;
