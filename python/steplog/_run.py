@@ -109,6 +109,7 @@ class Run(_core.Run):
         # Re-entrant: a SIGTERM handler may finish the run while finish() is running.
         self._finish_lock = threading.RLock()
         self._definitions: list[tuple[Any, Any, Any, Any]] = []
+        self._exported_token: str | None = None
 
     def _open_process_shard(self) -> None:
         """Opens this process's shard (called at the first `log()` of a forked child)."""
@@ -190,6 +191,10 @@ class Run(_core.Run):
         if os.getpid() == self._owner_pid:
             if os.environ.get(RUN_DIR_ENV) == os.path.abspath(self.dir):
                 del os.environ[RUN_DIR_ENV]
+            if self._exported_token is not None and os.environ.get(TOKEN_ENV) == (
+                self._exported_token
+            ):
+                del os.environ[TOKEN_ENV]
             meta = dict(self._meta)
             meta.update(
                 status="finished" if not exit_code else "failed",
@@ -330,11 +335,12 @@ def init(
         os.rmdir(run_dir)
         raise
     _env.write_json_atomic(run_file, meta)
+    run._setup(meta, run_file)
     if run._networked:
         run._put_run_meta(json.dumps(meta, default=str))
-        if token is not None:
+        if token is not None and os.environ.get(TOKEN_ENV) != token:
             os.environ[TOKEN_ENV] = token  # spawned workers authenticate with it
-    run._setup(meta, run_file)
+            run._exported_token = token
     with _live_lock:
         _live.append(run)
     run._make_current()
