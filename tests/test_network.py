@@ -9,6 +9,7 @@ import contextlib
 import json
 import multiprocessing as mp
 import os
+import shutil
 import socket
 import struct
 import subprocess
@@ -262,3 +263,73 @@ def test_sink_settings_are_checked_at_init(tmp_path):
     assert "STEPLOG_TOKEN" in r.stdout, r.stderr
     with pytest.raises(TypeError, match="token must be str"):
         steplog.init(dir=tmp_path, sink="tcp://127.0.0.1:9", token=5)
+
+
+def _certificates(d: Path) -> tuple[Path, Path, Path]:
+    """A throwaway CA and a server certificate for 127.0.0.1 signed by it, made by openssl."""
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+
+    def ssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True, timeout=60)
+
+    ca_ext = ["-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=keyCertSign"]
+    ssl(
+        "req",
+        "-x509",
+        *ec,
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        *ca_ext,
+        "-subj",
+        "/CN=steplog test CA",
+    )
+    (d / "san.cnf").write_text("subjectAltName=IP:127.0.0.1\n")
+    ssl("req", *ec, "-keyout", "key.pem", "-out", "srv.csr", "-subj", "/CN=127.0.0.1")
+    ssl(
+        "x509",
+        "-req",
+        "-in",
+        "srv.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "cert.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "san.cnf",
+    )
+    return d / "ca.pem", d / "cert.pem", d / "key.pem"
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+def test_tls_collector_and_writers_that_verify_it(tmp_path):
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    ca, cert, key = _certificates(certs)
+    extra = ("--tls-cert", str(cert), "--tls-key", str(key))
+    with CollectorProcess(tmp_path / "c", TOKEN, extra=extra) as c:
+        url = f"tls://127.0.0.1:{c.port}"
+        with steplog.init(dir=tmp_path / "l", sink=url, token=TOKEN, tls_ca=str(ca)) as run:
+            for i in range(1000):
+                run.log({"x": i})
+        assert run.finish()["rows_unacked"] == 0
+        (x,) = xs_per_shard(c.run_dir(run.id))
+        np.testing.assert_array_equal(x, np.arange(1000))
+        # Plain TCP to a TLS collector, and TLS that does not trust its certificate, deliver
+        # nothing and say why; the rows stay in the spill file.
+        plain = f"tcp://127.0.0.1:{c.port}"
+        for sink, why in ((plain, "a TLS collector needs tls://"), (url, "UnknownIssuer")):
+            r = steplog.init(dir=tmp_path / "l", sink=sink, token=TOKEN, net_timeout_s=1)
+            r.log({"x": 1})
+            with pytest.warns(steplog.SteplogWarning, match="not acknowledged"):
+                stats = r.finish()
+            assert stats["rows_unacked"] == 1 and os.path.exists(stats["spill_path"])
+            assert why in stats["first_net_error"], stats

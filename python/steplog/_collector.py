@@ -38,7 +38,8 @@ class CollectorProcess:
         if "listening on" not in line:
             self.proc.kill()
             raise RuntimeError(f"steplog serve did not start: {line}{self.proc.stderr.read()}")
-        self.port = int(line.strip().rsplit(":", 1)[1])
+        # "steplog serve: listening on 127.0.0.1:PORT" (then " (TLS)" when serving TLS)
+        self.port = int(line.split("listening on", 1)[1].split()[0].rsplit(":", 1)[1])
 
     @property
     def url(self) -> str:

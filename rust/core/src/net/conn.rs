@@ -255,7 +255,16 @@ impl Conn {
             .write_all(&protocol::encode_hello(&target.token, run, shard))?;
         conn.stream.flush()?;
         let mut reply = [0u8; MESSAGE_LEN];
-        conn.stream.read_exact(&mut reply)?;
+        match conn.stream.read_exact(&mut reply) {
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                return Err(ConnectError::Protocol(format!(
+                    "the collector closed the connection before answering the greeting ({}; \
+                     a TLS collector needs tls://, a plain one tcp://)",
+                    if target.tls { "TLS" } else { "plain TCP" }
+                )))
+            }
+            r => r?,
+        }
         match protocol::decode_reply(&reply) {
             Some((Ok(Status::Ok), next)) => Ok((conn, next)),
             Some((Ok(status), _)) => Err(ConnectError::Refused(status)),
