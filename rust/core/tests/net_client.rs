@@ -13,9 +13,10 @@ use std::time::{Duration, Instant};
 
 use steplog_core::batch::DType;
 use steplog_core::frame::{self, HEADER_LEN};
-use steplog_core::net::client::{push_file, NetOptions, NetSink};
-use steplog_core::net::conn::Target;
+use steplog_core::net::client::{NetOptions, NetSink};
 use steplog_core::net::protocol::{self, Status, HELLO_FIXED};
+use steplog_core::net::push::push_file;
+use steplog_core::net::target::Target;
 use steplog_core::reader::{decode_shard, Scalars};
 use steplog_core::{Logger, ShardInfo, Value, WriterConfig};
 

@@ -4,8 +4,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use pyo3::prelude::*;
-use steplog_core::net::client::push_file;
-use steplog_core::net::conn::Target;
+use steplog_core::net::push::push_file;
+use steplog_core::net::target::Target;
 
 use crate::errors::IntoPy;
 

@@ -17,7 +17,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use smallvec::SmallVec;
 use steplog_core::net::client::{NetOptions, NetSink};
-use steplog_core::net::conn::target_from;
+use steplog_core::net::target::target_from;
 use steplog_core::{
     FileSink, Logged, Logger, MetricDef, Setting, Sink, StatsSnapshot, Value, WriterConfig,
 };

@@ -16,7 +16,7 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -26,18 +26,11 @@ use parking_lot::{Condvar, Mutex};
 
 use crate::error::{Error, Result};
 use crate::frame::{self, HEADER_LEN};
-use crate::net::conn::{Conn, Target};
+use crate::net::sender::Sender;
 use crate::net::spill::{Span, Spill};
+use crate::net::target::Target;
 use crate::sink::Sink;
 use crate::stats::Stats;
-
-const BACKOFF_MIN: Duration = Duration::from_millis(100);
-const BACKOFF_MAX: Duration = Duration::from_secs(5);
-const IDLE_WAIT: Duration = Duration::from_millis(200);
-const ACK_WAIT: Duration = Duration::from_millis(20);
-/// Longest a connect, the handshake or one write may go without progress, so that stopping
-/// the sender (at close) never waits long on a dead network.
-const OP_TIMEOUT_MAX: Duration = Duration::from_secs(5);
 
 /// How a network sink is set up.
 #[derive(Debug, Clone)]
@@ -56,49 +49,49 @@ pub struct NetOptions {
     pub timeout: Duration,
 }
 
-struct Unit {
-    span: Span,
-    bytes: Arc<[u8]>,
+pub(super) struct Unit {
+    pub(super) span: Span,
+    pub(super) bytes: Arc<[u8]>,
 }
 
 #[derive(Default)]
-struct Queue {
-    mem: VecDeque<Unit>,
-    mem_bytes: usize,
-    spill: Option<Spill>,
+pub(super) struct Queue {
+    pub(super) mem: VecDeque<Unit>,
+    pub(super) mem_bytes: usize,
+    pub(super) spill: Option<Spill>,
     /// The collector's latest `next_seq`.
-    acked: u64,
+    pub(super) acked: u64,
     /// One past the last frame handed to the sink.
-    end: u64,
-    unacked_rows: u64,
-    header: Option<Arc<[u8]>>,
-    stop: bool,
+    pub(super) end: u64,
+    pub(super) unacked_rows: u64,
+    pub(super) header: Option<Arc<[u8]>>,
+    pub(super) stop: bool,
     /// Set when resending cannot work any more (the collector lost acknowledged frames, or
     /// TLS cannot be set up): frames stay local.
-    fatal: Option<String>,
+    pub(super) fatal: Option<String>,
 }
 
-struct Shared {
-    queue: Mutex<Queue>,
+pub(super) struct Shared {
+    pub(super) queue: Mutex<Queue>,
     /// Signalled on new frames, on ACKs and on stop.
-    cv: Condvar,
-    stats: Mutex<Option<Arc<Stats>>>,
-    opts: NetOptions,
+    pub(super) cv: Condvar,
+    pub(super) stats: Mutex<Option<Arc<Stats>>>,
+    pub(super) opts: NetOptions,
 }
 
 impl Shared {
-    fn stats(&self) -> Option<Arc<Stats>> {
+    pub(super) fn stats(&self) -> Option<Arc<Stats>> {
         self.stats.lock().clone()
     }
 
-    fn note_error(&self, message: String) {
+    pub(super) fn note_error(&self, message: String) {
         if let Some(s) = self.stats() {
             s.record_net_error(message);
         }
     }
 
     /// Forgets everything the collector holds (`seq < acked`).
-    fn prune(&self, q: &mut Queue, acked: u64) {
+    pub(super) fn prune(&self, q: &mut Queue, acked: u64) {
         if acked <= q.acked {
             return;
         }
@@ -304,237 +297,4 @@ fn seq_span(bytes: &[u8]) -> io::Result<(u64, u64)> {
         return Err(bad("frames cut short"));
     }
     span.ok_or_else(|| bad("no frames"))
-}
-
-/// The sender thread's state.
-struct Sender {
-    sh: Arc<Shared>,
-    conn: Option<Conn>,
-    /// One past the last frame sent on this connection.
-    sent: u64,
-    backoff: Duration,
-    retry_at: Option<Instant>,
-    failing: bool,
-}
-
-impl Sender {
-    fn new(sh: Arc<Shared>) -> Self {
-        Sender {
-            sh,
-            conn: None,
-            sent: 0,
-            backoff: BACKOFF_MIN,
-            retry_at: None,
-            failing: false,
-        }
-    }
-
-    fn run(mut self) {
-        loop {
-            let next = {
-                let mut q = self.sh.queue.lock();
-                if q.stop {
-                    return;
-                }
-                let idle = q.acked >= q.end || q.fatal.is_some();
-                let waiting = self.retry_at.is_some_and(|t| Instant::now() < t);
-                if self.conn.is_none() && (idle || waiting) {
-                    let until = self
-                        .retry_at
-                        .filter(|_| !idle)
-                        .unwrap_or_else(|| Instant::now() + IDLE_WAIT);
-                    self.sh.cv.wait_until(&mut q, until);
-                    continue;
-                }
-                if self.conn.is_some() {
-                    Some(self.next_unit(&q))
-                } else {
-                    None
-                }
-            };
-            match next {
-                None => self.connect(),
-                Some(Ok(Some((end, bytes)))) => self.send(end, &bytes),
-                Some(Ok(None)) => self.await_acks(),
-                Some(Err(e)) => {
-                    self.sh.note_error(format!("reading the spill file: {e}"));
-                    self.sh.queue.lock().fatal = Some(format!("spill file unreadable: {e}"));
-                }
-            }
-        }
-    }
-
-    /// The next write to send on this connection: its end seq and bytes.
-    fn next_unit(&self, q: &Queue) -> io::Result<Option<(u64, Arc<[u8]>)>> {
-        if let Some(u) = q.mem.iter().find(|u| u.span.end > self.sent) {
-            return Ok(Some((u.span.end, Arc::clone(&u.bytes))));
-        }
-        if let Some(spill) = &q.spill {
-            if let Some((span, offset, len)) =
-                spill.index.iter().find(|(s, _, _)| s.end > self.sent)
-            {
-                return Ok(Some((span.end, Arc::from(spill.read(*offset, *len)?))));
-            }
-        }
-        Ok(None)
-    }
-
-    fn connect(&mut self) {
-        let o = &self.sh.opts;
-        match Conn::open(&o.target, &o.run, &o.shard, o.timeout.min(OP_TIMEOUT_MAX)) {
-            Ok((conn, next)) => {
-                let mut q = self.sh.queue.lock();
-                let forgotten = q.mem.front().map(|u| u.span.first).or_else(|| {
-                    q.spill
-                        .as_ref()
-                        .and_then(|s| s.index.front().map(|(sp, _, _)| sp.first))
-                });
-                if next < q.acked && forgotten.is_none_or(|f| next < f) {
-                    let msg = format!(
-                        "{} holds {next} frames of this shard but had acknowledged {}; \
-                         the frames between are not kept here, so the rest stays local",
-                        o.target.url, q.acked
-                    );
-                    q.fatal = Some(msg.clone());
-                    drop(q);
-                    self.sh.note_error(msg);
-                    return;
-                }
-                self.sh.prune(&mut q, next);
-                drop(q);
-                self.sent = next;
-                self.conn = Some(conn);
-                if self.failing {
-                    if let Some(s) = self.sh.stats() {
-                        s.reconnects.fetch_add(1, Relaxed);
-                    }
-                }
-                self.failing = false;
-                self.backoff = BACKOFF_MIN;
-                self.retry_at = None;
-            }
-            Err(e) => {
-                let message = format!("connecting to {}: {e}", o.target.url);
-                if !e.retryable() {
-                    self.sh.queue.lock().fatal = Some(message.clone());
-                }
-                self.failed(message);
-            }
-        }
-    }
-
-    fn failed(&mut self, message: String) {
-        self.conn = None;
-        if !self.failing {
-            self.sh.note_error(message);
-        } else if let Some(s) = self.sh.stats() {
-            s.net_errors.fetch_add(1, Relaxed);
-        }
-        self.failing = true;
-        // Jitter from the clock's low bits spreads the reconnects of many workers.
-        let jitter = u64::from(Instant::now().elapsed().subsec_nanos() % 1000);
-        let wait = self.backoff + self.backoff.mul_f64(jitter as f64 / 4000.0);
-        self.retry_at = Some(Instant::now() + wait);
-        self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
-    }
-
-    fn send(&mut self, end: u64, bytes: &[u8]) {
-        let Some(conn) = self.conn.as_mut() else {
-            return;
-        };
-        match conn.send(bytes) {
-            Ok(()) => {
-                self.sent = end;
-                self.read_acks(Duration::ZERO);
-            }
-            Err(e) => self.failed(format!("sending to {}: {e}", self.sh.opts.target.url)),
-        }
-    }
-
-    fn await_acks(&mut self) {
-        let outstanding = {
-            let q = self.sh.queue.lock();
-            q.acked < self.sent
-        };
-        if outstanding {
-            self.read_acks(ACK_WAIT);
-        } else {
-            let mut q = self.sh.queue.lock();
-            if !q.stop && q.end <= self.sent {
-                self.sh.cv.wait_for(&mut q, IDLE_WAIT);
-            }
-        }
-    }
-
-    fn read_acks(&mut self, wait: Duration) {
-        let Some(conn) = self.conn.as_mut() else {
-            return;
-        };
-        match conn.read_acks(wait) {
-            Ok(Some(next)) => {
-                let mut q = self.sh.queue.lock();
-                self.sh.prune(&mut q, next);
-            }
-            Ok(None) => {}
-            Err(e) => self.failed(format!("reading from {}: {e}", self.sh.opts.target.url)),
-        }
-    }
-}
-
-/// Sends a shard file (a spill file, or any shard) to a collector and waits for the last
-/// ACK. Returns how many frames the collector holds afterwards.
-pub fn push_file(path: &Path, target: &Target, timeout: Duration) -> Result<u64> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io("read", path, e))?;
-    let data = crate::reader::decode_shard(&bytes);
-    let field = |k: &str| {
-        data.info
-            .iter()
-            .find(|(n, _)| n == k)
-            .and_then(|(_, v)| match v {
-                crate::reader::Meta::Str(s) => Some(s.clone()),
-                _ => None,
-            })
-    };
-    let (Some(run), Some(shard)) = (field("run_id"), field("shard")) else {
-        return Err(Error::Corrupt {
-            path: path.into(),
-            reason: "no readable header frame (run id and shard name unknown)".into(),
-        });
-    };
-    let io_err = |e: io::Error| Error::io("send", path, e);
-    let (mut conn, next) = Conn::open(target, &run, &shard, timeout).map_err(|e| {
-        Error::io(
-            "connect",
-            path,
-            io::Error::other(format!("{}: {e}", target.url)),
-        )
-    })?;
-    let mut end = 0;
-    for ev in frame::Frames::new(&bytes) {
-        if let frame::Event::Frame {
-            offset,
-            payload,
-            header,
-        } = ev
-        {
-            conn.send(&bytes[offset..offset + HEADER_LEN + payload.len()])
-                .map_err(io_err)?;
-            end = end.max(header.seq + 1);
-        }
-    }
-    let deadline = Instant::now() + timeout;
-    // NOTE: frames the collector already held are dropped without an ACK.
-    let mut acked = next;
-    while acked < end && Instant::now() < deadline {
-        if let Some(a) = conn.read_acks(Duration::from_millis(50)).map_err(io_err)? {
-            acked = acked.max(a);
-        }
-    }
-    if acked < end {
-        return Err(Error::Timeout {
-            seconds: timeout.as_secs_f64(),
-            pending: (end - acked) as usize,
-        });
-    }
-    Ok(acked)
 }

@@ -6,4 +6,7 @@ pub mod client;
 pub mod collector;
 pub mod conn;
 pub mod protocol;
+pub mod push;
+mod sender;
 pub mod spill;
+pub mod target;
