@@ -16,17 +16,15 @@ from __future__ import annotations
 import argparse
 import glob
 import os
-import re
-import signal
 import socket
 import struct
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 
 import steplog
+from steplog._collector import CollectorProcess
 
 TOKEN = "bench-token"
 
@@ -81,18 +79,6 @@ def stream(port: int, run_id: str, shard: str, data: bytes, frames: int) -> None
             pass
 
 
-def start_collector(runs: str, token_file: str) -> tuple[subprocess.Popen, int]:
-    cmd = [sys.executable, "-m", "steplog", "serve", "--listen", "127.0.0.1:0"]
-    cmd += ["--dir", runs, "--token-file", token_file]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    assert proc.stdout is not None
-    m = re.search(r"listening on [^:]+:(\d+)", proc.stdout.readline())
-    if not m:
-        proc.kill()
-        raise RuntimeError("the collector did not start")
-    return proc, int(m.group(1))
-
-
 def run(writers: int, scalars: int, frames: int, quiet: bool = False) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="steplog-bench-collector-") as tmp:
         shards = make_shards(os.path.join(tmp, "local"), writers, scalars, frames)
@@ -101,10 +87,8 @@ def run(writers: int, scalars: int, frames: int, quiet: bool = False) -> dict[st
             with open(path, "rb") as f:
                 blobs.append(f.read())
         counts = [count_frames(b) for b in blobs]
-        token_file = os.path.join(tmp, "token")
-        with open(token_file, "w") as f:
-            f.write(TOKEN)
-        proc, port = start_collector(os.path.join(tmp, "collected"), token_file)
+        collector = CollectorProcess(tmp, TOKEN)
+        port = collector.port
         try:
             errors: list[BaseException] = []
 
@@ -124,10 +108,7 @@ def run(writers: int, scalars: int, frames: int, quiet: bool = False) -> dict[st
             if errors:
                 raise errors[0]
         finally:
-            proc.send_signal(signal.SIGTERM)
-            rc = proc.wait(timeout=60)
-            assert proc.stdout is not None
-            proc.stdout.close()
+            rc, _ = collector.stop()
         for (run_id, _, path), blob in zip(shards, blobs):
             with open(os.path.join(tmp, "collected", run_id, os.path.basename(path)), "rb") as f:
                 assert f.read() == blob, f"{path}: collected copy differs"

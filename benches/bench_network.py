@@ -53,14 +53,19 @@ def test_log_one_scalar_network_sink(benchmark, tmp_path, collector):
     assert run.finish()["rows_unacked"] == 0
 
 
-def _writer(url: str, local: str, rows: int, keys: int, ready, go) -> None:
+def _writer(url: str, local: str, rows: int, keys: int, seed: int, ready, go) -> None:
+    import numpy as np
+
     names = [f"metric/{k}" for k in range(keys)]
+    # Training-curve-like values (float32 computed), prepared before the clock starts.
+    walk = np.random.default_rng(seed).standard_normal((rows, keys)).cumsum(axis=0) * 0.01
+    dicts = [dict(zip(names, row)) for row in walk.astype(np.float32).tolist()]
     run = steplog.init(dir=local, project="bench", sink=url, token=TOKEN)
     ready.release()
     go.wait()
     log = run.log
-    for i in range(rows):
-        log(dict.fromkeys(names, float(i)))
+    for d in dicts:
+        log(d)
     stats = run.finish()
     assert stats["rows_unacked"] == 0, stats
 
@@ -76,9 +81,10 @@ def main() -> None:
         ready, go = ctx.Semaphore(0), ctx.Event()
         procs = [
             ctx.Process(
-                target=_writer, args=(c.url, os.path.join(tmp, "local"), a.rows, a.keys, ready, go)
+                target=_writer,
+                args=(c.url, os.path.join(tmp, "local"), a.rows, a.keys, w, ready, go),
             )
-            for _ in range(a.writers)
+            for w in range(a.writers)
         ]
         for pr in procs:
             pr.start()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import glob
 import os
 import random
-import re
 import signal
 import socket
 import struct
@@ -19,23 +18,11 @@ import numpy as np
 import pytest
 
 import steplog
+from steplog._collector import CollectorProcess
+
+from .test_format import crc32c
 
 TOKEN = "collector-test-token"
-
-_CRC_TABLE = []
-for _i in range(256):
-    _c = _i
-    for _ in range(8):
-        _c = (_c >> 1) ^ 0x82F63B78 if _c & 1 else _c >> 1
-    _CRC_TABLE.append(_c)
-
-
-def crc32c(data: bytes) -> int:
-    crc = 0xFFFFFFFF
-    table = _CRC_TABLE
-    for b in data:
-        crc = table[(crc ^ b) & 0xFF] ^ (crc >> 8)
-    return crc ^ 0xFFFFFFFF
 
 
 def frame(seq: int, payload: bytes, payload_crc: int | None = None, kind: int = 2) -> bytes:
@@ -105,49 +92,14 @@ def count_frames(data: bytes) -> int:
     return n
 
 
-class Collector:
-    """`python -m steplog serve` on 127.0.0.1:0; its port is read from its first line."""
-
-    def __init__(self, tmp_path, *flags: str) -> None:
-        self.dir = tmp_path / "collected"
-        token_file = tmp_path / "token"
-        token_file.write_text(f"  {TOKEN}\n")
-        self.err_path = tmp_path / "collector.err"
-        cmd = [sys.executable, "-m", "steplog", "serve", "--listen", "127.0.0.1:0"]
-        cmd += ["--dir", str(self.dir), "--token-file", str(token_file), *flags]
-        with open(self.err_path, "w") as err:
-            self.proc = subprocess.Popen(
-                cmd,
-                stdout=subprocess.PIPE,
-                stderr=err,
-                text=True,
-            )
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        m = re.search(r"listening on 127\.0\.0\.1:(\d+)", line)
-        assert m, (line, self.stderr())
-        self.port = int(m.group(1))
-
-    def stderr(self) -> str:
-        return self.err_path.read_text()
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        rc = self.proc.wait(timeout=30)
-        assert self.proc.stdout is not None
-        self.proc.stdout.close()
-        return rc
+def Collector(tmp_path, *flags: str) -> CollectorProcess:
+    return CollectorProcess(tmp_path, TOKEN, extra=flags)
 
 
 @pytest.fixture
 def collector(tmp_path):
-    c = Collector(tmp_path)
-    yield c
-    c.stop()
+    with Collector(tmp_path) as c:
+        yield c
 
 
 def make_run(root, steps: int = 20_000):
@@ -232,7 +184,7 @@ def test_sigterm_stops_cleanly_with_complete_files(tmp_path):
     sock.sendall(sent)
     wait_ack(sock, 500)
     # The connection is still open when the signal arrives.
-    assert c.stop() == 0
+    assert c.stop()[0] == 0
     sock.close()
     assert (c.dir / "run1" / "p1-aa.steplog").read_bytes() == sent
     err = c.stderr()
@@ -242,7 +194,7 @@ def test_sigterm_stops_cleanly_with_complete_files(tmp_path):
 def test_sigint_also_stops_cleanly(tmp_path):
     c = Collector(tmp_path)
     c.proc.send_signal(signal.SIGINT)
-    assert c.stop() == 0
+    assert c.stop()[0] == 0
     assert "stopped:" in c.stderr()
 
 
@@ -305,4 +257,4 @@ def test_memory_stays_bounded_when_a_writer_never_reads_acks(tmp_path):
         for s in writers:
             s.close()
     finally:
-        assert c.stop() == 0
+        assert c.stop()[0] == 0

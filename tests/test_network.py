@@ -25,6 +25,7 @@ import steplog
 from steplog._collector import CollectorProcess
 
 from .conftest import run_python
+from .test_collector import hello_bytes
 
 TOKEN = "tok-" + "x" * 20
 
@@ -152,11 +153,6 @@ def _frame_header(payload_len: int) -> bytes:
     return head + struct.pack("<I", crc32c(head))
 
 
-def _hello(token: str, run: str = "evil", shard: str = "s") -> bytes:
-    t = token.encode()
-    return b"SLN1" + bytes([1, len(t), len(run), len(shard)]) + t + run.encode() + shard.encode()
-
-
 def _closed_by_peer(sock: socket.socket) -> bytes:
     """Everything the peer sent until it closed the connection."""
     sock.settimeout(20)
@@ -175,14 +171,14 @@ def test_bad_clients_are_turned_away_while_a_good_writer_streams(collector, tmp_
 
     addr = ("127.0.0.1", collector.port)
     with socket.create_connection(addr) as s:  # a wrong token
-        s.sendall(_hello("not-the-token"))
+        s.sendall(hello_bytes("not-the-token", "evil", "s"))
         reply = _closed_by_peer(s)
         assert reply[:4] == b"SLNR" and reply[4] == 1
     with socket.create_connection(addr) as s:  # random bytes
         s.sendall(os.urandom(4096))
         assert _closed_by_peer(s)[:1] in (b"", b"S")
     with socket.create_connection(addr) as s:  # a frame that declares 4 GiB - 1
-        s.sendall(_hello(TOKEN, run="evil2"))
+        s.sendall(hello_bytes(TOKEN, "evil2", "s"))
         assert s.recv(16)[:5] == b"SLNR\x00"
         with contextlib.suppress(OSError):  # it may have closed already
             s.sendall(_frame_header(0xFFFFFFFF))
