@@ -6,9 +6,14 @@
 //!   nothing written).
 //! - `commit=False` keeps the row open; `commit=True` commits it even with an explicit step.
 //!
-//! A call first stages its values ([`Accumulator::stage`]); [`Accumulator::apply`] then applies
-//! the step rule and merges them, so a call lands whole or not at all. Committed rows go into
-//! the current [`Chunk`]; the caller hands a full chunk to the ring.
+//! A call first stages its values ([`Accumulator::stage`]) straight into the chunk, after the
+//! open row; [`Accumulator::apply`] then applies the step rule and merges them into the row,
+//! and a call that fails is cut off again ([`Accumulator::clear_staged`]), so a call lands
+//! whole or not at all. Values are moved once, into the cell they are written from. Committed
+//! rows go into the current [`Chunk`]; the caller hands a full chunk to the ring.
+//!
+//! Layout of `chunk.cells`: committed rows, then the open row (up to `open_end`), then the
+//! cells staged by the call in progress.
 //!
 //! Invariant: a row holds at most one cell per key (a later value for the same key in the same
 //! step replaces the earlier one), and committed steps strictly increase.
@@ -40,7 +45,8 @@ pub struct Accumulator {
     slots: Vec<(u64, u32)>,
     generation: u64,
     rejected: u64,
-    staged: Vec<(KeyId, Value)>,
+    /// End of the open row in `chunk.cells`; staged cells follow it.
+    open_end: usize,
 }
 
 impl Accumulator {
@@ -56,7 +62,7 @@ impl Accumulator {
             slots: Vec::new(),
             generation: 1,
             rejected: 0,
-            staged: Vec::new(),
+            open_end: 0,
         }
     }
 
@@ -76,18 +82,20 @@ impl Accumulator {
     }
 
     /// Adds a value to the call being built.
+    #[inline]
     pub fn stage(&mut self, key: KeyId, value: Value) {
-        self.staged.push((key, value));
+        self.chunk.cells.push(Cell { key, value });
     }
 
     /// What the current call staged so far.
-    pub fn staged_mut(&mut self) -> &mut [(KeyId, Value)] {
-        &mut self.staged
+    pub fn staged_mut(&mut self) -> &mut [Cell] {
+        &mut self.chunk.cells[self.open_end..]
     }
 
-    /// Drops what the current call staged (the call failed).
+    /// Drops what the current call staged (the call failed, or it was applied).
+    #[inline]
     pub fn clear_staged(&mut self) {
-        self.staged.clear();
+        self.chunk.cells.truncate(self.open_end);
     }
 
     /// Applies the step rule to the staged values. Returns whether the chunk is full and
@@ -96,7 +104,7 @@ impl Accumulator {
         if let Some(n) = step {
             if n < self.step {
                 self.rejected += 1;
-                self.staged.clear();
+                self.clear_staged();
                 return Err(StepRejected {
                     step: n,
                     current: self.step,
@@ -110,12 +118,16 @@ impl Accumulator {
             }
         }
         self.open = true;
-        let mut staged = std::mem::take(&mut self.staged);
-        for (key, value) in staged.drain(..) {
-            self.merge(key, value);
+        let commits = commit.unwrap_or(step.is_none());
+        let row_start = self.chunk.committed_end();
+        if commits && self.open_end == row_start && self.chunk.cells.len() - row_start <= 1 {
+            // A one-key row committed at once (the hot loop's call): nothing to merge with,
+            // and no later call of this step needs the key's slot.
+            self.open_end = self.chunk.cells.len();
+        } else {
+            self.merge_staged();
         }
-        self.staged = staged;
-        if commit.unwrap_or(step.is_none()) {
+        if commits {
             self.commit();
         }
         Ok(self.chunk.rows() >= self.chunk_rows)
@@ -143,27 +155,43 @@ impl Accumulator {
         fresh.clear();
         let end = self.chunk.committed_end();
         fresh.cells.extend(self.chunk.cells.drain(end..));
+        self.open_end -= end;
         Some(std::mem::replace(&mut self.chunk, fresh))
     }
 
-    fn merge(&mut self, key: KeyId, value: Value) {
-        let k = key as usize;
-        if self.slots.len() <= k {
-            self.slots.resize(k + 1, (0, 0));
+    /// Merges the staged cells into the open row: a key already in the row (or staged twice)
+    /// keeps one cell, with the latest value; the others stay where they were staged, which
+    /// is already the end of the row.
+    fn merge_staged(&mut self) {
+        let row_start = self.chunk.committed_end();
+        let staged_start = self.open_end;
+        let mut keep = staged_start;
+        for i in staged_start..self.chunk.cells.len() {
+            let k = self.chunk.cells[i].key as usize;
+            if self.slots.len() <= k {
+                self.slots.resize(k + 1, (0, 0));
+            }
+            let (generation, index) = self.slots[k];
+            if generation == self.generation {
+                // NOTE: rare (a key logged twice in one step): the value moves into the key's
+                // cell and the staged cell is dropped by the compaction below.
+                let value = std::mem::replace(&mut self.chunk.cells[i].value, Value::Bool(false));
+                self.chunk.cells[row_start + index as usize].value = value;
+            } else {
+                let index = u32::try_from(keep - row_start).unwrap_or(u32::MAX);
+                self.slots[k] = (self.generation, index);
+                if keep != i {
+                    self.chunk.cells.swap(keep, i);
+                }
+                keep += 1;
+            }
         }
-        let start = self.chunk.committed_end();
-        let (generation, index) = self.slots[k];
-        if generation == self.generation {
-            self.chunk.cells[start + index as usize].value = value;
-        } else {
-            let index = u32::try_from(self.chunk.cells.len() - start).unwrap_or(u32::MAX);
-            self.slots[k] = (self.generation, index);
-            self.chunk.cells.push(Cell { key, value });
-        }
+        self.chunk.cells.truncate(keep);
+        self.open_end = keep;
     }
 
     fn commit(&mut self) {
-        let end = u32::try_from(self.chunk.cells.len()).unwrap_or(u32::MAX);
+        let end = u32::try_from(self.open_end).unwrap_or(u32::MAX);
         self.chunk.steps.push(self.step);
         self.chunk.ticks.push(self.clock.raw());
         self.chunk.ends.push(end);
@@ -280,6 +308,50 @@ mod tests {
             .unwrap();
         h.log(&[("loss", 4.0)], None, None).unwrap();
         assert_eq!(h.table(), vec![row(0, &[("loss", 4.0), ("acc", 3.0)])]);
+    }
+
+    #[test]
+    fn a_key_staged_twice_in_one_call_keeps_its_last_value_and_the_order_of_the_rest() {
+        let mut h = Harness::new();
+        h.log(&[("a", 1.0)], None, Some(false)).unwrap();
+        // "b" twice, "a" again (already in the open row), then new keys after the duplicates.
+        let kv = [("b", 2.0), ("a", 3.0), ("b", 4.0), ("c", 5.0), ("d", 6.0)];
+        h.log(&kv, None, None).unwrap();
+        h.log(&[("c", 7.0), ("c", 8.0)], None, None).unwrap();
+        assert_eq!(
+            h.table(),
+            vec![
+                row(0, &[("a", 3.0), ("b", 4.0), ("c", 5.0), ("d", 6.0)]),
+                row(1, &[("c", 8.0)]),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_larger_step_commits_the_open_row_before_the_new_values_join_the_next() {
+        let mut h = Harness::new();
+        h.log(&[("a", 1.0), ("b", 2.0)], Some(3), None).unwrap();
+        h.log(&[("a", 9.0), ("c", 4.0)], Some(5), None).unwrap();
+        h.log(&[("a", 10.0)], Some(5), Some(true)).unwrap();
+        assert_eq!(
+            h.table(),
+            vec![
+                row(3, &[("a", 1.0), ("b", 2.0)]),
+                row(5, &[("a", 10.0), ("c", 4.0)]),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_failed_call_on_an_open_row_leaves_the_row_as_it_was() {
+        let mut h = Harness::new();
+        h.log(&[("a", 1.0)], Some(2), None).unwrap();
+        let id = h.acc.interner().intern("b").unwrap();
+        h.acc.stage(id, Value::F64(5.0));
+        h.acc.clear_staged();
+        assert!(h.log(&[("a", 7.0)], Some(1), None).is_err(), "smaller step");
+        h.log(&[("c", 3.0)], None, None).unwrap();
+        assert_eq!(h.table(), vec![row(2, &[("a", 1.0), ("c", 3.0)])]);
     }
 
     #[test]

@@ -46,39 +46,77 @@ impl KeyRegistry {
         self.len() <= 1
     }
 
-    fn push(&self, name: &str) -> KeyId {
+    fn push(&self, name: &Arc<str>) -> KeyId {
         let mut names = self.names.write();
-        names.push(Arc::from(name));
+        names.push(Arc::clone(name));
         KeyId::try_from(names.len() - 1).unwrap_or(KeyId::MAX)
     }
 }
 
+/// Entries of the interner's cache (a power of two).
+const CACHE_SLOTS: usize = 256;
+
 /// Name → id map owned by one accumulator.
+///
+/// In front of the map sits a small direct-mapped cache keyed by the address of the name's
+/// bytes: a hot loop passes the same key strings (Python's interned literals) on every call,
+/// so a hit costs an address compare and a short byte compare instead of hashing. The bytes
+/// are always compared, so an address reused by another string can never return a wrong id.
 #[derive(Debug)]
 pub struct Interner {
     registry: Arc<KeyRegistry>,
-    ids: FxHashMap<Box<str>, KeyId>,
+    ids: FxHashMap<Arc<str>, KeyId>,
+    /// Names by id (index 0 is the reserved timestamp key).
+    names: Vec<Arc<str>>,
+    /// (address of the name's bytes, id); id 0 marks an empty slot.
+    cache: Box<[(usize, KeyId)]>,
 }
 
 impl Interner {
     /// An interner over `registry`.
     pub fn new(registry: Arc<KeyRegistry>) -> Self {
         let mut ids = FxHashMap::default();
-        ids.insert(Box::from(TIMESTAMP_KEY), 0);
-        Interner { registry, ids }
+        let ts: Arc<str> = Arc::from(TIMESTAMP_KEY);
+        ids.insert(Arc::clone(&ts), 0);
+        Interner {
+            registry,
+            ids,
+            names: vec![ts],
+            cache: vec![(0, 0); CACHE_SLOTS].into_boxed_slice(),
+        }
     }
 
     /// The id for `name`, registering it on first use. Rejects empty, oversized and reserved
     /// names with an error that names the key.
+    #[inline]
     pub fn intern(&mut self, name: &str) -> Result<KeyId> {
+        let addr = name.as_ptr() as usize;
+        let slot = (addr >> 4) & (CACHE_SLOTS - 1);
+        let (cached_addr, id) = self.cache[slot];
+        if cached_addr == addr && id != 0 && *self.names[id as usize] == *name {
+            return Ok(id);
+        }
+        let id = self.intern_slow(name)?;
+        self.cache[slot] = (addr, id);
+        Ok(id)
+    }
+
+    fn intern_slow(&mut self, name: &str) -> Result<KeyId> {
         if let Some(&id) = self.ids.get(name) {
             if id != 0 {
                 return Ok(id);
             }
         }
         validate_key(name)?;
-        let id = self.registry.push(name);
-        self.ids.insert(Box::from(name), id);
+        let name: Arc<str> = Arc::from(name);
+        let id = self.registry.push(&name);
+        debug_assert_eq!(
+            id as usize,
+            self.names.len(),
+            "only this interner registers keys"
+        );
+        self.ids.insert(Arc::clone(&name), id);
+        self.names.push(name);
         Ok(id)
     }
 
@@ -111,6 +149,29 @@ pub fn validate_key(name: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_cache_never_answers_for_different_bytes_at_the_same_address() {
+        let mut int = Interner::new(KeyRegistry::new());
+        let mut buf = String::from("loss");
+        let a = int.intern(&buf).unwrap();
+        assert_eq!(int.intern(&buf).unwrap(), a, "a hit");
+        // Same address, other bytes (as when Python frees a key string and reuses its memory).
+        buf.make_ascii_uppercase();
+        let b = int.intern(&buf).unwrap();
+        assert_ne!(a, b);
+        assert_eq!(
+            int.intern("LOSS").unwrap(),
+            b,
+            "another address, same bytes"
+        );
+        assert_eq!(int.intern("loss").unwrap(), a);
+        assert!(
+            int.intern("_timestamp").is_err(),
+            "the reserved key stays reserved"
+        );
+        assert_eq!(int.registry().name(b).as_deref(), Some("LOSS"));
+    }
 
     #[test]
     fn ids_are_dense_stable_and_shared() {

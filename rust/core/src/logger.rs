@@ -80,14 +80,14 @@ fn needs_policy(value: &Value) -> bool {
 pub struct Call<'a> {
     logger: &'a Logger,
     acc: MutexGuard<'a, Accumulator>,
-    nan: Option<f64>,
-    inf: Option<f64>,
+    /// Whether a staged value needs the NaN/Inf policy (a non-finite float or a list).
     has_floats: bool,
 }
 
 impl Call<'_> {
     /// Stages `value` under `name`. Fails (naming the key) on a bad key or an oversized text;
     /// nothing of the call is logged then.
+    #[inline]
     pub fn set(&mut self, name: &str, value: Value) -> Result<()> {
         if let Value::Text(t) = &value {
             if t.len() > MAX_TEXT_BYTES {
@@ -117,9 +117,12 @@ impl Call<'_> {
     pub fn commit(mut self, step: Option<i64>, commit: Option<bool>) -> Logged {
         if self.has_floats && step.is_none_or(|n| n >= self.acc.step()) {
             // Counted here, once per call that lands, then substituted if asked.
-            let (nan, inf, counts) = (self.nan, self.inf, &self.logger.nonfinite);
-            for (key, value) in self.acc.staged_mut() {
-                crate::nonfinite::apply(value, *key, nan, inf, counts);
+            let (global_nan, global_inf) = crate::nonfinite::global();
+            let nan = self.logger.config.nan_value.or(global_nan);
+            let inf = self.logger.config.inf_value.or(global_inf);
+            let counts = &self.logger.nonfinite;
+            for cell in self.acc.staged_mut() {
+                crate::nonfinite::apply(&mut cell.value, cell.key, nan, inf, counts);
             }
         }
         match self.acc.apply(step, commit) {
@@ -208,16 +211,14 @@ impl Logger {
     }
 
     /// Starts a `log()` call (takes the accumulator's lock until the call ends).
+    #[inline]
     pub fn call(&self) -> Result<Call<'_>> {
         if self.closed.load(Ordering::Acquire) {
             return Err(Error::Closed);
         }
-        let (global_nan, global_inf) = crate::nonfinite::global();
         Ok(Call {
             logger: self,
             acc: self.acc.lock(),
-            nan: self.config.nan_value.or(global_nan),
-            inf: self.config.inf_value.or(global_inf),
             has_floats: false,
         })
     }

@@ -55,25 +55,26 @@ impl PyMetric {
             })?,
         };
         let run = self.run.bind(py);
-        let shard = PyRun::current_shard(run)?;
-        let serial = u64::from(shard.serial);
-        let cached = self.cached.load(Ordering::Relaxed);
-        let key = if cached >> 32 == serial && cached != 0 {
-            cached as u32
-        } else {
-            let key = shard.logger.intern(&self.name).py()?;
-            self.cached
-                .store((serial << 32) | u64::from(key), Ordering::Relaxed);
-            key
-        };
-        let mut call = shard.logger.call().py()?;
-        call.set_id(key, value);
-        match call.commit(step, commit) {
-            Logged::Accepted => Ok(()),
-            Logged::Rejected { rejected, first } => {
-                warn_rejected(py, rejected, first, &format!("'{}'", self.name))
+        PyRun::with_shard(run, |shard| {
+            let serial = u64::from(shard.serial);
+            let cached = self.cached.load(Ordering::Relaxed);
+            let key = if cached >> 32 == serial && cached != 0 {
+                cached as u32
+            } else {
+                let key = shard.logger.intern(&self.name).py()?;
+                self.cached
+                    .store((serial << 32) | u64::from(key), Ordering::Relaxed);
+                key
+            };
+            let mut call = shard.logger.call().py()?;
+            call.set_id(key, value);
+            match call.commit(step, commit) {
+                Logged::Accepted => Ok(()),
+                Logged::Rejected { rejected, first } => {
+                    warn_rejected(py, rejected, first, &format!("'{}'", self.name))
+                }
             }
-        }
+        })
     }
 
     /// The key this handle logs.

@@ -7,8 +7,8 @@
 //! first `log()`.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
@@ -39,10 +39,20 @@ pub struct Shard {
 
 static SERIAL: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
 
+/// Bumped in a forked child before it runs other code (`_after_fork_child`), so a run's
+/// `primary` shard, which belongs to the process that created the run, is never used there.
+static FORK_EPOCH: AtomicU64 = AtomicU64::new(0);
+
 /// A run, seen from one process.
 #[pyclass(name = "Run", module = "steplog._core", subclass, frozen)]
 pub struct PyRun {
+    /// This process's shard (swapped out after a fork, attached at a child's first log).
     shard: ArcSwapOption<Shard>,
+    /// The shard opened when the run was created, for the creating process's hot path: one
+    /// relaxed load and a compare instead of arc-swap's thread-local bookkeeping. Valid only
+    /// while `FORK_EPOCH` equals `epoch`.
+    primary: OnceLock<Arc<Shard>>,
+    epoch: u64,
     settings: Vec<(String, Setting)>,
     finished: AtomicBool,
 }
@@ -101,12 +111,25 @@ impl PyRun {
             .ok_or_else(|| ClosedError::new_err("steplog: this process could not open its shard"))
     }
 
-    /// This process's shard (for handles).
-    pub fn current_shard(slf: &Bound<'_, Self>) -> PyResult<Arc<Shard>> {
-        match slf.get().shard.load_full() {
-            Some(s) => Ok(s),
-            None => Self::shard(slf),
+    /// Runs `f` on this process's shard, opening it first in a forked or attached process.
+    #[inline]
+    pub fn with_shard<R>(
+        slf: &Bound<'_, Self>,
+        f: impl FnOnce(&Shard) -> PyResult<R>,
+    ) -> PyResult<R> {
+        let run = slf.get();
+        // NOTE: the creating process's case costs two loads; elsewhere the shard is borrowed
+        // through arc-swap's guard (no reference count traffic per call); only a process
+        // without a shard yet takes the slow path.
+        if FORK_EPOCH.load(Ordering::Relaxed) == run.epoch {
+            if let Some(shard) = run.primary.get() {
+                return f(shard);
+            }
         }
+        if let Some(shard) = run.shard.load().as_ref() {
+            return f(shard);
+        }
+        f(&*Self::shard(slf)?)
     }
 
     /// `log()` for a bound run (also used by module-level `steplog.log`).
@@ -116,12 +139,7 @@ impl PyRun {
         step: Option<i64>,
         commit: Option<bool>,
     ) -> PyResult<()> {
-        // NOTE: the common case borrows the shard through the guard (no reference count
-        // traffic per call); only a process without a shard yet takes the slow path.
-        if let Some(shard) = slf.get().shard.load().as_ref() {
-            return log_to(&shard.logger, data, step, commit);
-        }
-        log_to(&Self::shard(slf)?.logger, data, step, commit)
+        Self::with_shard(slf, |shard| log_to(&shard.logger, data, step, commit))
     }
 }
 
@@ -210,9 +228,11 @@ impl PyRun {
         settings: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Self> {
         let settings = settings_from(settings)?;
-        let shard = open_shard(py, shard_path, info, &settings)?;
+        let shard = Arc::new(open_shard(py, shard_path, info, &settings)?);
         Ok(PyRun {
-            shard: ArcSwapOption::from_pointee(shard),
+            shard: ArcSwapOption::new(Some(Arc::clone(&shard))),
+            primary: OnceLock::from(shard),
+            epoch: FORK_EPOCH.load(Ordering::Relaxed),
             settings,
             finished: AtomicBool::new(false),
         })
@@ -246,6 +266,9 @@ impl PyRun {
     /// without touching it (its locks may be held by threads that do not exist here, and its
     /// writer thread is gone), so the child's first `log()` opens a shard of its own.
     fn _after_fork_child(&self) {
+        // NOTE: `primary` keeps its (parent's) shard, never used here again; forgetting the
+        // swapped-out reference keeps the count above zero, so nothing of it is ever dropped.
+        FORK_EPOCH.fetch_add(1, Ordering::Relaxed);
         let inherited = self.shard.swap(None);
         std::mem::forget(inherited);
     }
