@@ -152,6 +152,8 @@ macro_rules! count_each {
 
 /// Min and max over the elements other than NaN and whether any element is not finite (NaN,
 /// or an infinity as the min or max), in SIMD-sized lanes.
+/// Shaped for LLVM's SLP vectoriser (minps/maxps and a NaN mask per lane group); small changes
+/// here have cost 60% (select chains and shuffles instead), so measure with `hist_timing`.
 fn range<T: Float>(data: &[T]) -> (T, T, bool) {
     let chunks = data.chunks_exact(CHUNK);
     let tail = chunks.remainder();

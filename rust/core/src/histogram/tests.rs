@@ -260,22 +260,24 @@ fn random_ranges_and_offsets_agree_with_the_corrected_path() {
 
 #[test]
 fn large_arrays_with_non_finite_elements_agree_with_the_iterator_path() {
-    let mut data: Vec<f32> = (0..300_017u64)
-        .map(|i| ((i * 7919) % 10_007) as f32 * 0.37 - 50.0)
-        .collect();
-    for (i, x) in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY]
-        .into_iter()
-        .cycle()
-        .take(50)
-        .enumerate()
-    {
-        data[i * 6007 + i % 16] = x;
-    }
-    for n in [1, 64, 512] {
-        let h = bin_f32(&data, n);
-        assert_eq!(h, bin_f32_iter(data.iter().copied(), n));
-        assert_eq!((h.nan, h.pos_inf, h.neg_inf), (17, 17, 16));
-        let d64: Vec<f64> = data.iter().map(|x| f64::from(*x)).collect();
-        assert_eq!(bin_f64(&d64, n), bin_f64_iter(d64.iter().copied(), n));
+    // NaN only (the range pass's bounds stay finite), then NaN and infinities, then all NaN.
+    let specials = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY];
+    for (kinds, want) in [(1, (50, 0, 0)), (3, (17, 17, 16)), (1, (300_017, 0, 0))] {
+        let mut data: Vec<f32> = (0..300_017u64)
+            .map(|i| ((i * 7919) % 10_007) as f32 * 0.37 - 50.0)
+            .collect();
+        if want.0 == data.len() as u64 {
+            data.fill(f32::NAN);
+        }
+        for (i, x) in specials[..kinds].iter().cycle().take(50).enumerate() {
+            data[i * 6007 + i % 16] = *x;
+        }
+        for n in [1, 64, 512] {
+            let h = bin_f32(&data, n);
+            assert_eq!(h, bin_f32_iter(data.iter().copied(), n));
+            assert_eq!((h.nan, h.pos_inf, h.neg_inf), want);
+            let d64: Vec<f64> = data.iter().map(|x| f64::from(*x)).collect();
+            assert_eq!(bin_f64(&d64, n), bin_f64_iter(d64.iter().copied(), n));
+        }
     }
 }
