@@ -14,9 +14,10 @@
 //!
 //! * The fast path's index is `f = fl(fl(x - lo) * c)`, `c = fl(n / fl(D))` (no division per
 //!   element; numpy's own `f` is only needed for the corrections). A subtraction with a
-//!   subnormal result is exact and `c` is normal or +inf (then `f` is inf or NaN, which fails
-//!   the test below), so `f = t·(1+δ1)(1+δ3)(1+δ4)/(1+δ2) + η` with `|δ| <= u`, `|η| <= s/2`:
-//!   `|f - t| <= 4.001·u·n + s <= E_f := 5·u·n`.
+//!   subnormal result is exact; `c` is +inf (then `f` is inf or NaN, which fails the test
+//!   below) or within `u·c + s/2` of `n / fl(D)` (subnormal when `D` is near the dtype's max),
+//!   so `f = t·(1+δ1)(1+δ3)(1+δ4)/(1+δ2) + fl(x - lo)·η3 + η4` with `|δ| <= u`, `|η| <= s/2`,
+//!   `fl(x - lo) <= fl(D)`: `|f - t| <= 4.001·u·n + 0.51·D·s + s/2 <= E_f := 5·u·n + D·s`.
 //! * linspace's edge `i` (its non-zero-step branch) is `fl(fl(i · fl(fl(D) / n)) + lo)`;
 //!   against `lo + i·w` the three roundings of `i·w <= D` cost `3.001·u·D + (n + 1)·s` and the
 //!   addition `u·(M + …)`: `|edge_i - (lo + i·w)| <= E_e := 4·u·D + 2·u·M + (n + 2)·s`.
@@ -56,7 +57,7 @@ macro_rules! slice_binner {
                 let u = f64::from(<$t>::EPSILON) / 2.0;
                 let s = f64::from(<$t>::from_bits(1));
                 let d = hi - lo;
-                let e_f = 5.0 * u * n;
+                let e_f = 5.0 * u * n + d * s;
                 let e_e = 4.0 * u * d + 2.0 * u * lo.abs().max(hi.abs()) + (n + 2.0) * s;
                 let m = 2.0 * (e_f + e_e / (d / n));
                 let step = self.denom / self.scale;
