@@ -89,6 +89,48 @@ def test_edge_cases_equal_numpy(dtype, values, bins):
     check_equal(a, bins)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(
+    "lo, hi",
+    [
+        (0.0, 1.0),
+        (-5.3, 5.4),
+        (-0.0, 1.0),
+        (-0.0, 0.0),
+        (1e6, 1e6 + 1.0),  # a huge offset with a tiny range: edges coarser than the data
+        (1.0, 1.0 + 1e-6),
+        (1e-40, 3e-38),  # subnormal for float32
+        (1e-310, 3e-308),  # subnormal for float64 (zero for float32)
+        (1e30, 2e30),
+        (0.0, 1e38),  # n / range is subnormal for float32 with 1 to 3 bins
+        (0.0, 1e308),  # likewise for float64 (float32 overflows: skipped)
+        (-7.0, -2.0),
+    ],
+)
+@pytest.mark.parametrize("bins", [1, 2, 3, 7, 64, 333, 512])
+def test_values_on_and_next_to_every_edge_equal_numpy(dtype, lo, hi, bins):
+    # The fast path skips numpy's edge corrections away from edges; here every edge and its
+    # 20 neighbours each way are in the data, shuffled among values inside the bins.
+    with np.errstate(over="ignore"):
+        lo, hi = dtype(lo), dtype(hi)
+    if not np.isfinite(hi):
+        pytest.skip("the range overflows the dtype")
+    try:
+        _, edges = np.histogram(np.array([lo, hi], dtype=dtype), bins=bins)
+    except ValueError:
+        pytest.skip("numpy refuses this case (too many bins for the range)")
+    near, up, down = [edges], edges, edges
+    for _ in range(20):
+        up, down = np.nextafter(up, dtype(np.inf)), np.nextafter(down, dtype(-np.inf))
+        near += [up, down]
+    rng = np.random.default_rng(bins)
+    inside = lo + (hi - lo) * rng.random(1000).astype(dtype)
+    a = np.concatenate([[lo, hi], *near, inside]).astype(dtype)
+    a = a[(a >= min(lo, hi)) & (a <= max(lo, hi))]
+    rng.shuffle(a)
+    check_equal(a, bins)
+
+
 def test_non_finite_elements_are_left_out_and_counted():
     a = np.array([np.nan, 1.0, np.inf, 2.0, -np.inf, np.nan, 3.0], dtype=np.float32)
     h = check_equal(a, 4)
