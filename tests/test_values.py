@@ -64,6 +64,17 @@ def test_nested_dicts_flatten_with_slashes(run):
     assert r.history("train/opt/lr") == [(0, 0.1)]
 
 
+def test_a_nested_key_that_repeats_a_flat_one_keeps_one_value_the_later(run):
+    run.log({"a/b": 1.0, "a": {"b": 2.0}, "c": 3.0})
+    run.log({"a": {"b": 4.0}, "a/b": 5.0})
+    run.log({"a/b": 6.0, "c": 7.0}, commit=False)
+    run.log({"a": {"b": 8.0}})
+    run.finish()
+    r = steplog.open(run.dir)
+    assert r.history("a/b") == [(0, 2.0), (1, 5.0), (2, 8.0)]
+    assert r.history("c") == [(0, 3.0), (2, 7.0)]
+
+
 @pytest.mark.parametrize("n", [2, 5, 32])
 def test_small_arrays_become_lists(run, n):
     data = np.arange(n, dtype=np.float32) / 3

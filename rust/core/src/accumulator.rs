@@ -101,6 +101,17 @@ impl Accumulator {
     /// Applies the step rule to the staged values. Returns whether the chunk is full and
     /// should be handed to the writer ([`Accumulator::swap_chunk`]).
     pub fn apply(&mut self, step: Option<i64>, commit: Option<bool>) -> Result<bool, StepRejected> {
+        self.apply_staged(step, commit, false)
+    }
+
+    /// [`Accumulator::apply`] for a call whose staged keys are known to be distinct (the keys
+    /// of one flat dict): a row committed at once then needs no merging at all.
+    pub fn apply_staged(
+        &mut self,
+        step: Option<i64>,
+        commit: Option<bool>,
+        distinct: bool,
+    ) -> Result<bool, StepRejected> {
         if let Some(n) = step {
             if n < self.step {
                 self.rejected += 1;
@@ -120,9 +131,12 @@ impl Accumulator {
         self.open = true;
         let commits = commit.unwrap_or(step.is_none());
         let row_start = self.chunk.committed_end();
-        if commits && self.open_end == row_start && self.chunk.cells.len() - row_start <= 1 {
-            // A one-key row committed at once (the hot loop's call): nothing to merge with,
-            // and no later call of this step needs the key's slot.
+        if commits
+            && self.open_end == row_start
+            && (distinct || self.chunk.cells.len() - row_start <= 1)
+        {
+            // A row committed at once from distinct keys (the hot loop's call): nothing to
+            // merge with, and no later call of this step needs the keys' slots.
             self.open_end = self.chunk.cells.len();
         } else {
             self.merge_staged();
@@ -338,6 +352,31 @@ mod tests {
             vec![
                 row(3, &[("a", 1.0), ("b", 2.0)]),
                 row(5, &[("a", 10.0), ("c", 4.0)]),
+            ]
+        );
+    }
+
+    #[test]
+    fn distinct_keys_committed_at_once_skip_the_merge_but_an_open_row_still_merges() {
+        let mut h = Harness::new();
+        let stage = |h: &mut Harness, kv: &[(&str, f64)]| {
+            for (k, v) in kv {
+                let id = h.acc.interner().intern(k).unwrap();
+                h.acc.stage(id, Value::F64(*v));
+            }
+        };
+        stage(&mut h, &[("a", 1.0), ("b", 2.0)]);
+        h.acc.apply_staged(None, None, true).unwrap();
+        stage(&mut h, &[("a", 3.0)]);
+        h.acc.apply_staged(None, Some(false), true).unwrap();
+        // The open row holds "a": the distinct keys of this call must still merge into it.
+        stage(&mut h, &[("a", 4.0), ("c", 5.0)]);
+        h.acc.apply_staged(None, None, true).unwrap();
+        assert_eq!(
+            h.table(),
+            vec![
+                row(0, &[("a", 1.0), ("b", 2.0)]),
+                row(1, &[("a", 4.0), ("c", 5.0)]),
             ]
         );
     }

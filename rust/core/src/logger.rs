@@ -82,6 +82,8 @@ pub struct Call<'a> {
     acc: MutexGuard<'a, Accumulator>,
     /// Whether a staged value needs the NaN/Inf policy (a non-finite float or a list).
     has_floats: bool,
+    /// Whether the caller vouched that the staged keys are distinct.
+    distinct: bool,
 }
 
 impl Call<'_> {
@@ -113,6 +115,13 @@ impl Call<'_> {
         self.acc.stage(key, value);
     }
 
+    /// Declares that the names staged by this call are distinct (the keys of one flat dict),
+    /// which spares the merge of a row committed at once. Names that are not distinct would
+    /// leave two cells of one key in a row, so only callers that know it may say so.
+    pub fn keys_are_distinct(&mut self) {
+        self.distinct = true;
+    }
+
     /// Applies the step rule to what was staged and hands a full chunk to the writer.
     pub fn commit(mut self, step: Option<i64>, commit: Option<bool>) -> Logged {
         if self.has_floats && step.is_none_or(|n| n >= self.acc.step()) {
@@ -125,7 +134,7 @@ impl Call<'_> {
                 crate::nonfinite::apply(&mut cell.value, cell.key, nan, inf, counts);
             }
         }
-        match self.acc.apply(step, commit) {
+        match self.acc.apply_staged(step, commit, self.distinct) {
             Ok(full) => {
                 if full {
                     let chunk = self.acc.swap_chunk(self.logger.ring.spare());
@@ -220,6 +229,7 @@ impl Logger {
             logger: self,
             acc: self.acc.lock(),
             has_floats: false,
+            distinct: false,
         })
     }
 

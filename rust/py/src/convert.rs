@@ -53,10 +53,12 @@ pub type Cells<'py> = SmallVec<[(KeyName<'py>, Value); 16]>;
 /// Stages the values of `data` into `call` when every one of them is a plain float, int,
 /// bool, str or a dict of those; returns `Ok(false)` at the first other value (the caller then
 /// takes the general path). Runs no Python code, so it is safe under the accumulator's lock.
+/// Sets `nested` when a value is a dict (its flattened names may repeat a top-level key).
 pub fn stage_plain(
     call: &mut Call<'_>,
     data: &Bound<'_, PyDict>,
     prefix: Option<&str>,
+    nested: &mut bool,
 ) -> PyResult<bool> {
     for (k, v) in data.iter() {
         let Ok(k) = k.cast::<PyString>() else {
@@ -78,7 +80,8 @@ pub fn stage_plain(
                 None => k.to_str()?.to_string(),
                 Some(p) => format!("{p}/{}", k.to_str()?),
             };
-            if !stage_plain(call, d, Some(&name))? {
+            *nested = true;
+            if !stage_plain(call, d, Some(&name), nested)? {
                 return Ok(false);
             }
             continue;

@@ -161,7 +161,12 @@ fn log_to(
     // outside the lock, by the general path.
     let fast = {
         let mut call = logger.call().py()?;
-        if stage_plain(&mut call, dict, None)? {
+        let mut nested = false;
+        if stage_plain(&mut call, dict, None, &mut nested)? {
+            if !nested {
+                // The keys of one flat dict are distinct strings, hence distinct names.
+                call.keys_are_distinct();
+            }
             Some(call.commit(step, commit))
         } else {
             None
