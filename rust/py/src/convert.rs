@@ -60,7 +60,9 @@ pub fn stage_plain(
     prefix: Option<&str>,
     nested: &mut bool,
 ) -> PyResult<bool> {
-    for (k, v) in data.iter() {
+    // NOTE: `take(len)` stops after the last item instead of asking the dict for one more,
+    // which would scan its empty slots (a visible cost for a one-key dict).
+    for (k, v) in data.iter().take(data.len()) {
         let Ok(k) = k.cast::<PyString>() else {
             return Err(bad_key(prefix));
         };
@@ -115,7 +117,7 @@ fn flatten_into<'py>(
             prefix.unwrap_or("")
         )));
     }
-    for (k, v) in data.iter() {
+    for (k, v) in data.iter().take(data.len()) {
         let Ok(k) = k.cast_into::<PyString>() else {
             return Err(bad_key(prefix));
         };
