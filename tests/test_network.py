@@ -115,6 +115,15 @@ WRITER = """
 """
 
 
+def _writer_at_half(tmp_path: Path, url: str, n: int) -> tuple[subprocess.Popen[str], str]:
+    """A writer process paused halfway through its `n` rows, and its run id."""
+    w = _writer(tmp_path, url, n)
+    assert w.stdout is not None and w.stdin is not None
+    run_id = w.stdout.readline().strip()
+    assert w.stdout.readline().strip() == "half"
+    return w, run_id
+
+
 def _writer(tmp_path: Path, url: str, n: int) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent(WRITER), str(tmp_path / "l"), url, TOKEN, str(n)],
@@ -127,10 +136,8 @@ def _writer(tmp_path: Path, url: str, n: int) -> subprocess.Popen[str]:
 
 def test_collector_killed_and_restarted_mid_run_loses_and_doubles_nothing(collector, tmp_path):
     n = 200_000
-    w = _writer(tmp_path, collector.url, n)
-    assert w.stdout is not None and w.stdin is not None
-    run_id = w.stdout.readline().strip()
-    assert w.stdout.readline().strip() == "half"
+    w, run_id = _writer_at_half(tmp_path, collector.url, n)
+    assert w.stdin is not None
     collector.kill()  # SIGKILL: no chance to flush anything
     w.stdin.write("\n")
     w.stdin.flush()
@@ -164,10 +171,8 @@ def _closed_by_peer(sock: socket.socket) -> bytes:
 
 def test_bad_clients_are_turned_away_while_a_good_writer_streams(collector, tmp_path):
     n = 100_000
-    w = _writer(tmp_path, collector.url, n)
-    assert w.stdout is not None and w.stdin is not None
-    run_id = w.stdout.readline().strip()
-    assert w.stdout.readline().strip() == "half"
+    w, run_id = _writer_at_half(tmp_path, collector.url, n)
+    assert w.stdin is not None
 
     addr = ("127.0.0.1", collector.port)
     with socket.create_connection(addr) as s:  # a wrong token
