@@ -10,6 +10,7 @@ import json
 import multiprocessing as mp
 import os
 import shutil
+import signal
 import socket
 import struct
 import subprocess
@@ -334,3 +335,79 @@ def test_tls_collector_and_writers_that_verify_it(tmp_path):
                 stats = r.finish()
             assert stats["rows_unacked"] == 1 and os.path.exists(stats["spill_path"])
             assert why in stats["first_net_error"], stats
+
+
+SLOW_WRITER = """
+    import random, sys, time, steplog
+    run = steplog.init(dir=sys.argv[1], sink=sys.argv[2], token=sys.argv[3],
+                       net_timeout_s=1, net_buffer_bytes=65536)
+    noise = [random.random() for _ in range(1000)]  # incompressible: frames of real size
+    print(run.id, flush=True)
+    n = int(sys.argv[4])
+    for i in range(n // 2):
+        run.log({"x": i})
+    run.sync()  # the first half is at the collector
+    print("half", flush=True)
+    sys.stdin.readline()  # the test stops the collector (SIGSTOP) here
+    t0 = time.monotonic()
+    for i in range(n // 2, n):
+        run.log({"x": i, "a": noise[i % 1000], "b": noise[(i + 7) % 1000]})
+        if i % 1000 == 999:
+            run.flush()  # frames pile up at the sink: memory, then the spill file
+    print(f"{time.monotonic() - t0:.3f}", run.stats()["spill_path"] is not None, flush=True)
+    sys.stdin.readline()  # the test lets the collector go on (SIGCONT) here
+    deadline = time.monotonic() + 60
+    while run.stats()["rows_unacked"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    stats = run.finish()
+    print(stats["rows_unacked"], stats["reconnects"], stats["spill_path"], flush=True)
+"""
+
+
+def url_token(c: CollectorProcess) -> tuple[str, str]:
+    return c.url, TOKEN
+
+
+def test_a_stalled_collector_never_stalls_log_and_gets_everything_once_it_resumes(
+    collector, tmp_path
+):
+    n = 100_000
+    w = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(SLOW_WRITER),
+            str(tmp_path / "l"),
+            *url_token(collector),
+            str(n),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert w.stdout is not None and w.stdin is not None
+    run_id = w.stdout.readline().strip()
+    assert w.stdout.readline().strip() == "half"
+    os.kill(collector.pid, signal.SIGSTOP)  # alive, connected, reading nothing
+    try:
+        w.stdin.write("\n")
+        w.stdin.flush()
+        seconds, spilled = w.stdout.readline().split()
+        # The second half was logged without waiting on the stalled collector, and what
+        # did not fit the 64 KiB buffer went to the spill file.
+        assert float(seconds) < 20 and spilled == "True"
+    finally:
+        os.kill(collector.pid, signal.SIGCONT)
+    w.stdin.write("\n")
+    w.stdin.flush()
+    out, err = w.communicate(timeout=90)
+    assert w.returncode == 0, err
+    unacked, _, spill = out.split()
+    # (The connection may well survive the stall: the kernel's socket buffers hold what was
+    # sent meanwhile, and acknowledgements resume with the collector.)
+    assert (unacked, spill) == ("0", "None")
+    # The spill file was sent and removed; the local run directory keeps only run.json.
+    assert os.listdir(tmp_path / "l" / run_id) == ["run.json"]
+    (x,) = xs_per_shard(collector.run_dir(run_id))
+    np.testing.assert_array_equal(x, np.arange(n))

@@ -35,7 +35,8 @@ pub struct Stats {
     pub reconnects: AtomicU64,
     /// Network failures (connect, send, receive) seen.
     pub net_errors: AtomicU64,
-    /// The network sink's spill file, once it has one.
+    /// The network sink's spill file while it has one (`None` again once all of it was
+    /// acknowledged and the file removed).
     pub spill_path: Mutex<Option<String>>,
     first_error: Mutex<Option<String>>,
     first_net_error: Mutex<Option<String>>,

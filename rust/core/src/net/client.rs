@@ -112,6 +112,9 @@ impl Shared {
                     if let Err(e) = spill.remove() {
                         self.note_error(format!("removing the emptied spill file: {e}"));
                     }
+                    if let Some(s) = self.stats() {
+                        *s.spill_path.lock() = None;
+                    }
                 }
             }
         }
