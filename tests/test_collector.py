@@ -249,7 +249,7 @@ def test_memory_stays_bounded_when_a_writer_never_reads_acks(tmp_path):
             assert time.monotonic() < deadline, "frames were not all stored"
             assert c.alive()
             peak = max(peak, vm_rss(c.proc.pid))
-            time.sleep(0.01)
+            time.sleep(0.01)  # ok-sleep: polling a watched condition with a deadline
         for t in threads:
             t.join(timeout=30)
         # 400 MiB went through; the collector held at most its budget of payloads.
