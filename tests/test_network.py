@@ -142,9 +142,9 @@ def test_collector_killed_and_restarted_mid_run_loses_and_doubles_nothing(collec
     collector.kill()  # SIGKILL: no chance to flush anything
     w.stdin.write("\n")
     w.stdin.flush()
-    # ok-sleep: not a handshake; it only widens the window in which the writer logs on while
-    # nobody listens (the test holds however long that turns out to be).
-    time.sleep(0.3)
+    # Not a handshake: it only widens the window in which the writer logs on while nobody
+    # listens (the test holds however long that turns out to be).
+    time.sleep(0.3)  # ok-sleep
     collector.start()  # same port, same directory
     out, err = w.communicate(timeout=90)
     assert w.returncode == 0, err
