@@ -180,3 +180,34 @@ def test_reserved_and_empty_keys_are_refused(run, key):
 def test_overlong_keys_are_refused(run):
     with pytest.raises(ValueError, match="1024 bytes"):
         run.log({"k" * 2000: 1.0})
+
+
+def test_a_text_over_the_limit_is_refused_naming_the_key_by_log_and_by_a_handle(run):
+    big = "x" * ((1 << 20) + 1)
+    with pytest.raises(ValueError, match="key 'note'.*over the 1048576-byte limit"):
+        run.log({"ok": 1.0, "note": big})
+    with pytest.raises(ValueError, match="'note'.*over the 1048576-byte limit"):
+        run.metric("note").log(big)
+    run.log({"ok": 2.0, "note": "short"})
+    run.finish()
+    r = steplog.open(run.dir)
+    assert r.history("ok") == [(0, 2.0)], "nothing of a refused call was logged"
+    assert r.history("note") == [(0, "short")]
+
+
+def test_many_keys_fresh_key_objects_and_reused_addresses_all_land_under_their_names(run):
+    # More distinct keys than the key-object cache has slots, keys built anew on every call
+    # (f-strings: new objects, often at a freed object's address), and literal keys.
+    names = [f"k{i}" for i in range(600)]
+    for step in range(3):
+        run.log({name: float(step * 1000 + i) for i, name in enumerate(names)})
+        for j in range(50):
+            run.log({f"dyn/{j % 7}": float(j), "lit": float(step)}, step=10 + step * 100 + j)
+    run.finish()
+    r = steplog.open(run.dir)
+    for i in (0, 1, 255, 256, 599):
+        assert [v for _, v in r.history(f"k{i}")] == [float(s * 1000 + i) for s in range(3)]
+    for j in range(7):
+        got = r.history(f"dyn/{j}")
+        assert got and all(v % 7 == j for _, v in got)
+    assert len(r.history("lit")) == 150

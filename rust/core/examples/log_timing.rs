@@ -41,7 +41,7 @@ fn main() {
     let t = Instant::now();
     for i in 0..n {
         let mut call = logger.call().expect("call");
-        call.set_id(key, Value::F64(i as f64));
+        call.set_id(key, Value::F64(i as f64)).expect("set_id");
         call.commit(None, None);
     }
     println!(

@@ -76,6 +76,21 @@ fn needs_policy(value: &Value) -> bool {
     }
 }
 
+/// Fails when a text value is over [`MAX_TEXT_BYTES`]; `key` names it for the message.
+#[inline]
+fn check_text(value: &Value, key: impl FnOnce() -> String) -> Result<()> {
+    match value {
+        Value::Text(t) if t.len() > MAX_TEXT_BYTES => Err(Error::BadValue {
+            key: key(),
+            reason: format!(
+                "text of {} bytes is over the {MAX_TEXT_BYTES}-byte limit",
+                t.len()
+            ),
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// One `log()` call in progress; holds the accumulator's lock.
 pub struct Call<'a> {
     logger: &'a Logger,
@@ -91,28 +106,25 @@ impl Call<'_> {
     /// nothing of the call is logged then.
     #[inline]
     pub fn set(&mut self, name: &str, value: Value) -> Result<()> {
-        if let Value::Text(t) = &value {
-            if t.len() > MAX_TEXT_BYTES {
-                return Err(Error::BadValue {
-                    key: name.chars().take(80).collect(),
-                    reason: format!(
-                        "text of {} bytes is over the {MAX_TEXT_BYTES}-byte limit",
-                        t.len()
-                    ),
-                });
-            }
-        }
+        check_text(&value, || name.chars().take(80).collect())?;
         let key = self.acc.interner().intern(name)?;
         self.has_floats |= needs_policy(&value);
         self.acc.stage(key, value);
         Ok(())
     }
 
-    /// Stages `value` under a key already interned in this logger ([`Logger::intern`]); the
-    /// pre-bound handle's path, with no name to hash.
-    pub fn set_id(&mut self, key: KeyId, value: Value) {
+    /// Stages `value` under a key already interned in this logger ([`Logger::intern`]): the
+    /// pre-bound handle's path, with no name to hash. Fails (naming the key) on an oversized
+    /// text.
+    #[inline]
+    pub fn set_id(&mut self, key: KeyId, value: Value) -> Result<()> {
+        check_text(&value, || {
+            let name = self.logger.registry.name(key).unwrap_or_else(|| "?".into());
+            name.chars().take(80).collect()
+        })?;
         self.has_floats |= needs_policy(&value);
         self.acc.stage(key, value);
+        Ok(())
     }
 
     /// Declares that the names staged by this call are distinct (the keys of one flat dict),

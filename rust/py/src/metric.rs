@@ -67,7 +67,7 @@ impl PyMetric {
                 key
             };
             let mut call = shard.logger.call().py()?;
-            call.set_id(key, value);
+            call.set_id(key, value).py()?;
             match call.commit(step, commit) {
                 Logged::Accepted => Ok(()),
                 Logged::Rejected { rejected, first } => {
