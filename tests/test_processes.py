@@ -108,10 +108,19 @@ def test_multiprocessing_fork_workers_log_with_no_extra_code(tmp_path):
     assert reader.history("main") == [(0, 1)]
 
 
+def _run_main_script(tmp_path, source: str):
+    """Runs `source` as the `__main__` of a fresh interpreter (as multiprocessing's spawn and
+    forkserver need) and opens the run whose directory it prints last."""
+    script = tmp_path / "job.py"
+    script.write_text(source)
+    r = run_python(f"import runpy; runpy.run_path({str(script)!r}, run_name='__main__')", 120)
+    return steplog.open(run_dir_of(r))
+
+
 @pytest.mark.parametrize("method", ["fork", "spawn"])
 def test_a_worker_terminated_with_sigterm_writes_and_closes_its_shard(tmp_path, method):
-    script = tmp_path / "job.py"
-    script.write_text(
+    reader = _run_main_script(
+        tmp_path,
         f"""
 import multiprocessing as mp, steplog
 
@@ -133,10 +142,8 @@ if __name__ == "__main__":
     assert p.exitcode == -15, p.exitcode
     run.finish()
     print(run.dir)
-"""
+""",
     )
-    r = run_python(f"import runpy; runpy.run_path({str(script)!r}, run_name='__main__')", 120)
-    reader = steplog.open(run_dir_of(r))
     assert reader.scalars("w")[1].tolist() == list(range(5000))
     [worker] = [s for s in reader.shards if s["pid"] != reader.meta["pid"]]
     assert worker["closed"]
@@ -144,8 +151,8 @@ if __name__ == "__main__":
 
 @pytest.mark.parametrize("method", ["spawn", "forkserver"])
 def test_spawned_workers_find_the_run_through_the_environment(tmp_path, method):
-    script = tmp_path / "job.py"
-    script.write_text(
+    reader = _run_main_script(
+        tmp_path,
         f"""
 import multiprocessing as mp, os, steplog
 
@@ -163,10 +170,8 @@ if __name__ == "__main__":
     pool.join()
     run.finish()
     print(run.dir)
-"""
+""",
     )
-    r = run_python(f"import runpy; runpy.run_path({str(script)!r}, run_name='__main__')", 120)
-    reader = steplog.open(run_dir_of(r))
     assert sorted(reader.scalars("w")[1].tolist()) == sorted(
         i * 100 + j for i in range(3) for j in range(20)
     )

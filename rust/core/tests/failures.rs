@@ -4,9 +4,11 @@
 
 use std::time::{Duration, Instant};
 
-use steplog_core::batch::DType;
+#[path = "support/series.rs"]
+mod series;
+
 use steplog_core::frame::{Event, Frames, Kind};
-use steplog_core::reader::{decode_shard, Scalars};
+use steplog_core::reader::decode_shard;
 use steplog_core::{FileSink, Logger, MemorySink, ShardInfo, Value, WriterConfig};
 
 fn info() -> ShardInfo {
@@ -38,15 +40,7 @@ fn log(logger: &Logger, range: std::ops::Range<i64>) {
 }
 
 fn xs(bytes: &[u8]) -> Vec<i64> {
-    let data = decode_shard(bytes);
-    match data
-        .series
-        .get(&("x".to_string(), DType::I64))
-        .map(|s| &s.values)
-    {
-        Some(Scalars::I64(v)) => v.clone(),
-        _ => Vec::new(),
-    }
+    series::i64s(bytes, "x")
 }
 
 fn seqs(bytes: &[u8]) -> Vec<(u64, u8)> {

@@ -11,13 +11,15 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use steplog_core::batch::DType;
+#[path = "support/series.rs"]
+mod series;
+
 use steplog_core::frame::{self, HEADER_LEN};
 use steplog_core::net::client::{NetOptions, NetSink};
 use steplog_core::net::protocol::{self, Status, HELLO_FIXED};
 use steplog_core::net::push::push_file;
 use steplog_core::net::target::Target;
-use steplog_core::reader::{decode_shard, Scalars};
+use steplog_core::reader::decode_shard;
 use steplog_core::{Logger, ShardInfo, Value, WriterConfig};
 
 const TOKEN: &[u8] = b"s3cret";
@@ -184,16 +186,9 @@ fn log(logger: &Logger, range: std::ops::Range<i64>) {
 }
 
 fn xs(bytes: &[u8]) -> Vec<i64> {
-    let data = decode_shard(bytes);
-    assert!(data.problems.is_empty(), "{:?}", data.problems);
-    match data
-        .series
-        .get(&("x".to_string(), DType::I64))
-        .map(|s| &s.values)
-    {
-        Some(Scalars::I64(v)) => v.clone(),
-        _ => Vec::new(),
-    }
+    let problems = decode_shard(bytes).problems;
+    assert!(problems.is_empty(), "{problems:?}");
+    series::i64s(bytes, "x")
 }
 
 fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
