@@ -183,9 +183,11 @@ mod tests {
 
     fn row(step: i64) -> Item {
         Item::Chunk(Chunk {
-            steps: vec![step],
-            ticks: vec![0],
-            ends: vec![1],
+            rows: vec![crate::chunk::Row {
+                step,
+                tick: 0,
+                end: 1,
+            }],
             cells: vec![Cell {
                 key: 1,
                 value: Value::F64(step as f64),
@@ -209,7 +211,7 @@ mod tests {
     fn steps(r: &Ring) -> Vec<i64> {
         std::iter::from_fn(|| r.pop())
             .map(|i| match i {
-                Item::Chunk(c) => c.steps[0],
+                Item::Chunk(c) => c.rows[0].step,
                 _ => -1,
             })
             .collect()
@@ -265,7 +267,7 @@ mod tests {
                 let mut seen = Vec::new();
                 while seen.len() < 3 {
                     if let Some(Item::Chunk(c)) = r.pop() {
-                        seen.push(c.steps[0]);
+                        seen.push(c.rows[0].step);
                     }
                 }
                 seen

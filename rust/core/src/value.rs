@@ -22,6 +22,16 @@ pub enum Value {
 }
 
 impl Value {
+    /// Whether the value may hold NaN/Inf that must be counted (and perhaps replaced).
+    #[inline]
+    pub fn needs_policy(&self) -> bool {
+        match self {
+            Value::F64(v) => !v.is_finite(),
+            Value::List(_) => true,
+            _ => false,
+        }
+    }
+
     /// The value as a float when it is a scalar.
     pub fn as_f64(&self) -> Option<f64> {
         match *self {

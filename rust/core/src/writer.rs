@@ -266,8 +266,8 @@ impl State {
         // its memory is not dirtied on this core before the callers' side refills it.
         let mut cells = std::mem::take(&mut chunk.cells);
         let mut values = cells.drain(..);
-        for r in 0..chunk.rows() {
-            let end = chunk.ends[r] as usize;
+        for row in &chunk.rows {
+            let end = row.end as usize;
             // A row that would push the batch past its byte limit starts a new batch, so one
             // huge row never takes ordinary rows down with it.
             if self.batch.rows() > 0 {
@@ -277,9 +277,9 @@ impl State {
                     self.write_batch();
                 }
             }
-            let time = self.timebase.unix(chunk.ticks[r]);
+            let time = self.timebase.unix(row.tick);
             self.batch
-                .add_row(chunk.steps[r], time, values.by_ref().take(end - start));
+                .add_row(row.step, time, values.by_ref().take(end - start));
             start = end;
             if self.batch.rows() >= self.config.batch_max_rows
                 || self.batch.bytes() >= self.config.batch_max_bytes

@@ -67,7 +67,12 @@ pub fn stage_plain(
             return Err(bad_key(prefix));
         };
         let value = if let Ok(f) = v.cast::<PyFloat>() {
-            Value::F64(f.value())
+            let staged = match prefix {
+                None => call.set_f64(k.to_str()?, f.value()),
+                Some(p) => call.set_f64(&format!("{p}/{}", k.to_str()?), f.value()),
+            };
+            staged.py()?;
+            continue;
         } else if let Ok(b) = v.cast_exact::<PyBool>() {
             Value::Bool(b.is_true())
         } else if let Ok(i) = v.cast::<PyInt>() {

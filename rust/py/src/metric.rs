@@ -67,7 +67,11 @@ impl PyMetric {
                 key
             };
             let mut call = shard.logger.call().py()?;
-            call.set_id(key, value).py()?;
+            match value {
+                // Staged from a register: no `Value` goes through memory on the hot path.
+                Value::F64(float) => call.set_id_f64(key, float),
+                value => call.set_id(key, value).py()?,
+            }
             match call.commit(step, commit) {
                 Logged::Accepted => Ok(()),
                 Logged::Rejected { rejected, first } => {

@@ -18,7 +18,7 @@
 //! Invariant: a row holds at most one cell per key (a later value for the same key in the same
 //! step replaces the earlier one), and committed steps strictly increase.
 
-use crate::chunk::Chunk;
+use crate::chunk::{Chunk, Row};
 use crate::clock::Timebase;
 use crate::keys::Interner;
 use crate::value::{Cell, KeyId, Value};
@@ -47,6 +47,10 @@ pub struct Accumulator {
     rejected: u64,
     /// End of the open row in `chunk.cells`; staged cells follow it.
     open_end: usize,
+    /// Whether a staged value needs the NaN/Inf policy (a non-finite float or a list).
+    staged_policy: bool,
+    /// Whether the caller vouched that the staged keys are distinct.
+    staged_distinct: bool,
 }
 
 impl Accumulator {
@@ -63,6 +67,8 @@ impl Accumulator {
             generation: 1,
             rejected: 0,
             open_end: 0,
+            staged_policy: false,
+            staged_distinct: false,
         }
     }
 
@@ -84,7 +90,30 @@ impl Accumulator {
     /// Adds a value to the call being built.
     #[inline]
     pub fn stage(&mut self, key: KeyId, value: Value) {
+        self.staged_policy |= value.needs_policy();
         self.chunk.cells.push(Cell { key, value });
+    }
+
+    /// [`Accumulator::stage`] for a float, the hot loop's value.
+    #[inline]
+    pub fn stage_f64(&mut self, key: KeyId, value: f64) {
+        self.staged_policy |= !value.is_finite();
+        self.chunk.cells.push(Cell {
+            key,
+            value: Value::F64(value),
+        });
+    }
+
+    /// Declares that the keys staged by the current call are distinct (see
+    /// [`Accumulator::apply`]).
+    pub fn mark_staged_distinct(&mut self) {
+        self.staged_distinct = true;
+    }
+
+    /// Whether a value staged by the current call may hold NaN/Inf (a non-finite float or a
+    /// list), so that the policy must look at the staged cells.
+    pub fn staged_needs_policy(&self) -> bool {
+        self.staged_policy
     }
 
     /// What the current call staged so far.
@@ -96,22 +125,18 @@ impl Accumulator {
     #[inline]
     pub fn clear_staged(&mut self) {
         self.chunk.cells.truncate(self.open_end);
+        self.staged_policy = false;
+        self.staged_distinct = false;
     }
 
     /// Applies the step rule to the staged values. Returns whether the chunk is full and
     /// should be handed to the writer ([`Accumulator::swap_chunk`]).
+    /// A call whose staged keys were declared distinct ([`Accumulator::mark_staged_distinct`],
+    /// the keys of one flat dict) needs no merging at all when its row is committed at once.
     pub fn apply(&mut self, step: Option<i64>, commit: Option<bool>) -> Result<bool, StepRejected> {
-        self.apply_staged(step, commit, false)
-    }
-
-    /// [`Accumulator::apply`] for a call whose staged keys are known to be distinct (the keys
-    /// of one flat dict): a row committed at once then needs no merging at all.
-    pub fn apply_staged(
-        &mut self,
-        step: Option<i64>,
-        commit: Option<bool>,
-        distinct: bool,
-    ) -> Result<bool, StepRejected> {
+        let distinct = self.staged_distinct;
+        self.staged_policy = false;
+        self.staged_distinct = false;
         if let Some(n) = step {
             if n < self.step {
                 self.rejected += 1;
@@ -206,9 +231,11 @@ impl Accumulator {
 
     fn commit(&mut self) {
         let end = u32::try_from(self.open_end).unwrap_or(u32::MAX);
-        self.chunk.steps.push(self.step);
-        self.chunk.ticks.push(self.clock.raw());
-        self.chunk.ends.push(end);
+        self.chunk.rows.push(Row {
+            step: self.step,
+            tick: self.clock.raw(),
+            end,
+        });
         self.step += 1;
         self.open = false;
         self.generation += 1;

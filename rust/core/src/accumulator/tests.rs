@@ -148,14 +148,15 @@ fn distinct_keys_committed_at_once_skip_the_merge_but_an_open_row_still_merges()
             let id = h.acc.interner().intern(k).unwrap();
             h.acc.stage(id, Value::F64(*v));
         }
+        h.acc.mark_staged_distinct();
     };
     stage(&mut h, &[("a", 1.0), ("b", 2.0)]);
-    h.acc.apply_staged(None, None, true).unwrap();
+    h.acc.apply(None, None).unwrap();
     stage(&mut h, &[("a", 3.0)]);
-    h.acc.apply_staged(None, Some(false), true).unwrap();
+    h.acc.apply(None, Some(false)).unwrap();
     // The open row holds "a": the distinct keys of this call must still merge into it.
     stage(&mut h, &[("a", 4.0), ("c", 5.0)]);
-    h.acc.apply_staged(None, None, true).unwrap();
+    h.acc.apply(None, None).unwrap();
     assert_eq!(
         h.table(),
         vec![
@@ -267,5 +268,5 @@ fn commits_carry_a_clock_tick() {
     h.log(&[("a", 1.0)], None, None).unwrap();
     h.log(&[("a", 1.0)], None, None).unwrap();
     let c = h.acc.take_committed(Chunk::default()).unwrap();
-    assert!(c.ticks[0] <= c.ticks[1]);
+    assert!(c.rows[0].tick <= c.rows[1].tick);
 }
