@@ -55,6 +55,43 @@ impl KeyRegistry {
 
 /// Entries of the interner's cache (256 = 2^8, in pairs).
 const CACHE_SLOTS: usize = 256;
+/// Names up to this many bytes are kept inside their cache entry and compared there.
+const SHORT_NAME: usize = 16;
+
+/// One entry of the interner's cache.
+#[derive(Debug, Clone, Copy, Default)]
+struct CacheEntry {
+    /// Address of the name's bytes when it was cached.
+    addr: usize,
+    /// The id; 0 marks an empty entry.
+    id: KeyId,
+    /// The name's length in bytes.
+    len: u32,
+    /// The name's bytes, zero-padded, when it is at most [`SHORT_NAME`] long.
+    head: [u8; SHORT_NAME],
+}
+
+/// Whether `a` (of length `n` ≤ [`SHORT_NAME`]) equals the first `n` bytes of `b`: two
+/// overlapping loads per side instead of a call into `memcmp`, which costs more than the
+/// compare itself for names this short.
+#[inline]
+fn short_eq(a: &[u8], b: &[u8; SHORT_NAME]) -> bool {
+    let n = a.len();
+    fn word<const W: usize>(s: &[u8]) -> [u8; W] {
+        s[..W].try_into().unwrap_or([0; W])
+    }
+    if n >= 8 {
+        n <= SHORT_NAME
+            && word::<8>(a) == word::<8>(b)
+            && word::<8>(&a[n - 8..]) == word::<8>(&b[n - 8..])
+    } else if n >= 4 {
+        word::<4>(a) == word::<4>(b) && word::<4>(&a[n - 4..]) == word::<4>(&b[n - 4..])
+    } else if n >= 2 {
+        word::<2>(a) == word::<2>(b) && a[n - 1] == b[n - 1]
+    } else {
+        n == 0 || a[0] == b[0]
+    }
+}
 
 /// Name → id map owned by one accumulator.
 ///
@@ -68,8 +105,7 @@ pub struct Interner {
     ids: FxHashMap<Arc<str>, KeyId>,
     /// Names by id (index 0 is the reserved timestamp key).
     names: Vec<Arc<str>>,
-    /// (address of the name's bytes, id); id 0 marks an empty slot.
-    cache: Box<[(usize, KeyId)]>,
+    cache: Box<[CacheEntry]>,
 }
 
 impl Interner {
@@ -82,7 +118,7 @@ impl Interner {
             registry,
             ids,
             names: vec![ts],
-            cache: vec![(0, 0); CACHE_SLOTS].into_boxed_slice(),
+            cache: vec![CacheEntry::default(); CACHE_SLOTS].into_boxed_slice(),
         }
     }
 
@@ -95,15 +131,32 @@ impl Interner {
         // two hot keys that hash alike do not evict each other on every call).
         let slot = (addr.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (usize::BITS - 8)) & !1;
         for s in [slot, slot + 1] {
-            let (cached_addr, id) = self.cache[s];
-            if cached_addr == addr && id != 0 && *self.names[id as usize] == *name {
-                return Ok(id);
+            let e = &self.cache[s];
+            if e.addr == addr && e.id != 0 && e.len as usize == name.len() {
+                let same = if name.len() <= SHORT_NAME {
+                    short_eq(name.as_bytes(), &e.head)
+                } else {
+                    *self.names[e.id as usize] == *name
+                };
+                if same {
+                    return Ok(e.id);
+                }
             }
         }
         let id = self.intern_slow(name)?;
+        let mut head = [0; SHORT_NAME];
+        if name.len() <= SHORT_NAME {
+            head[..name.len()].copy_from_slice(name.as_bytes());
+        }
         // The newer entry goes first; the older one moves to the pair's second slot.
         self.cache[slot + 1] = self.cache[slot];
-        self.cache[slot] = (addr, id);
+        self.cache[slot] = CacheEntry {
+            addr,
+            id,
+            // Names are at most `MAX_KEY_BYTES` long (checked by `intern_slow`).
+            len: name.len() as u32,
+            head,
+        };
         Ok(id)
     }
 
@@ -157,6 +210,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn short_eq_compares_every_byte_of_every_short_length() {
+        for n in 0..=SHORT_NAME {
+            let a: Vec<u8> = (0..n as u8).map(|i| b'a' + i).collect();
+            let mut b = [0u8; SHORT_NAME];
+            b[..n].copy_from_slice(&a);
+            assert!(short_eq(&a, &b), "length {n}");
+            for i in 0..n {
+                let mut c = b;
+                c[i] ^= 0x20;
+                assert!(!short_eq(&a, &c), "length {n}, byte {i} differs");
+            }
+        }
+        // Bytes past the name's length do not matter (the length is compared apart).
+        let mut b = *b"abcXXXXXXXXXXXXX";
+        assert!(short_eq(b"abc", &b));
+        b[2] = b'd';
+        assert!(!short_eq(b"abc", &b));
+        // Longer than an entry holds: never equal here (compared against the full name).
+        assert!(!short_eq(&[b'a'; SHORT_NAME + 1], &[b'a'; SHORT_NAME]));
+    }
+
+    #[test]
     fn the_cache_never_answers_for_different_bytes_at_the_same_address() {
         let mut int = Interner::new(KeyRegistry::new());
         let mut buf = String::from("loss");
@@ -177,6 +252,20 @@ mod tests {
             "the reserved key stays reserved"
         );
         assert_eq!(int.registry().name(b).as_deref(), Some("LOSS"));
+
+        // Names longer than a cache entry holds: the last byte differs at the same address.
+        let mut long = String::from("train/some/long/metric/name/0");
+        let x = int.intern(&long).unwrap();
+        assert_eq!(int.intern(&long).unwrap(), x, "a hit");
+        long.pop();
+        long.push('1');
+        let y = int.intern(&long).unwrap();
+        assert_ne!(x, y);
+        // Same address, a shorter name that is a prefix of the cached one.
+        long.truncate(5);
+        let z = int.intern(&long).unwrap();
+        assert_eq!(int.registry().name(z).as_deref(), Some("train"));
+        assert_ne!(z, x);
     }
 
     #[test]
