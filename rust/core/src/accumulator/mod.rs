@@ -98,7 +98,11 @@ impl Accumulator {
     #[inline]
     pub fn stage_f64(&mut self, key: KeyId, value: f64) {
         self.staged_policy |= !value.is_finite();
-        self.chunk.cells.push(Cell {
+        // NOTE: not `push`: a pushed cell is built on the stack first (it must be dropped if
+        // growing panics) and then copied, and that copy stalls on a failed store forward. A
+        // cell made by the closure, after the capacity check, is written in place.
+        let cells = &mut self.chunk.cells;
+        cells.resize_with(cells.len() + 1, || Cell {
             key,
             value: Value::F64(value),
         });
