@@ -4,6 +4,8 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 import steplog
 
 
@@ -68,7 +70,10 @@ def test_the_console_script_is_installed():
     assert r.returncode == 0 and "demo" in r.stdout
 
 
-BENCH_ROW = re.compile(r"^(?P<label>.+?)\s{2,}.*\s(?P<ratio>\S+)x\s+<= (?P<target>[\d.]+)x$")
+BENCH_ROW = re.compile(
+    r"^(?P<label>.+?)\s{2,}.*?\s(?P<ratio>[\d.]+)x\s+(?:(?P<binding>[\d.]+)x\s+)?"
+    r"<= (?P<target>[\d.]+)x$"
+)
 
 
 def _bench_rows(lines):
@@ -76,7 +81,12 @@ def _bench_rows(lines):
     for line in lines:
         m = BENCH_ROW.match(line)
         if m:
-            rows[m["label"].split("  ")[0].strip()] = (float(m["ratio"]), float(m["target"]))
+            binding = float(m["binding"]) if m["binding"] else None
+            rows[m["label"].split("  ")[0].strip()] = (
+                float(m["ratio"]),
+                float(m["target"]),
+                binding,
+            )
     return rows
 
 
@@ -85,29 +95,35 @@ def test_bench_quick_prints_every_row_with_numeric_ratios():
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
     rows = _bench_rows(lines)
-    assert {"1 scalar", "10 scalars", "histogram"} <= rows.keys(), r.stdout
-    for label, (ratio, target) in rows.items():
+    assert rows.keys() == {"1 scalar", "10 scalars", "handle", "histogram"}, r.stdout
+    for label, (ratio, target, binding) in rows.items():
         assert ratio > 0 and target > 0, (label, r.stdout)
-    [handle] = [line for line in lines if line.startswith("handle")]
-    if hasattr(steplog.Run, "metric"):
-        assert "handle" in rows, r.stdout
-    else:
-        assert handle.endswith("n/a (not available in this version)"), r.stdout
+        # Every call measure shows the binding's own share; the histogram has none.
+        assert (binding is None) == (label == "histogram"), (label, r.stdout)
+        if binding is not None:
+            assert binding > 0, (label, r.stdout)
     assert "histogram counts identical to numpy: yes" in r.stdout
     assert "rows dropped: 0" in r.stdout
 
 
-def test_bench_measures_the_handle_when_run_has_metric(monkeypatch):
+def test_bench_returns_steplog_floor_and_binding_per_call_measure():
     from steplog import _bench
 
-    class Handle:
-        def log(self, x):
-            return None
-
-    monkeypatch.setattr(steplog.Run, "metric", lambda self, key: Handle(), raising=False)
     lines = []
     result = _bench.run_bench(quick=True, out=lines.append)
-    rows = _bench_rows(lines)
-    assert "handle" in rows, "\n".join(lines)
-    steplog_ns, floor_ns = result["rows"]["handle"]
-    assert steplog_ns > 0 and floor_ns > 0
+    for key in ("one", "ten", "handle"):
+        steplog_ns, floor_ns, binding_ns = result["rows"][key]
+        assert steplog_ns > 0 and floor_ns > 0 and binding_ns > 0, key
+    assert result["rows"]["hist"][2] is None
+
+
+def test_the_empty_call_takes_logs_arguments_and_checks_them_as_log_does():
+    from steplog._core import _EmptyCall
+
+    e = _EmptyCall()
+    assert e.log({"loss": 0.5}) is None
+    assert e.log(0.5, step=3, commit=False) is None
+    with pytest.raises(TypeError):
+        e.log(0.5, step="three")
+    with pytest.raises(TypeError):
+        e.log()

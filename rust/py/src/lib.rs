@@ -7,6 +7,7 @@ mod errors;
 mod global;
 mod histogram;
 mod metric;
+mod probe;
 mod push;
 mod read;
 mod run;
@@ -25,6 +26,8 @@ mod _core {
     use crate::histogram::PyHistogram;
     #[pymodule_export]
     use crate::metric::PyMetric;
+    #[pymodule_export]
+    use crate::probe::EmptyCall;
     #[pymodule_export]
     use crate::push::push;
     #[pymodule_export]

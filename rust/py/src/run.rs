@@ -174,19 +174,7 @@ fn log_to(
     };
     let logged = match fast {
         Some(logged) => logged,
-        None => {
-            let mut cells = Cells::new();
-            flatten(dict, &mut cells)?;
-            let (names, values): (SmallVec<[KeyName<'_>; 16]>, SmallVec<[Value; 16]>) =
-                cells.into_iter().unzip();
-            let mut keys = SmallVec::<[&str; 16]>::new();
-            for k in &names {
-                keys.push(k.as_str()?);
-            }
-            logger
-                .log(step, commit, keys.into_iter().zip(values))
-                .py()?
-        }
+        None => log_converted(logger, dict, step, commit)?,
     };
     match logged {
         Logged::Accepted => Ok(()),
@@ -195,6 +183,27 @@ fn log_to(
             warn_rejected(py, rejected, first, &keys.join(", "))
         }
     }
+}
+
+/// `log()`'s general path: converts every value first (running Python code where a value
+/// needs it), outside the accumulator's lock, then logs the converted cells.
+// NOTE: kept out of line so that the fast path's frame stays small.
+#[inline(never)]
+fn log_converted(
+    logger: &Logger,
+    dict: &Bound<'_, PyDict>,
+    step: Option<i64>,
+    commit: Option<bool>,
+) -> PyResult<Logged> {
+    let mut cells = Cells::new();
+    flatten(dict, &mut cells)?;
+    let (names, values): (SmallVec<[KeyName<'_>; 16]>, SmallVec<[Value; 16]>) =
+        cells.into_iter().unzip();
+    let mut keys = SmallVec::<[&str; 16]>::new();
+    for k in &names {
+        keys.push(k.as_str()?);
+    }
+    logger.log(step, commit, keys.into_iter().zip(values)).py()
 }
 
 /// Warns about the run's first call rejected for its step (later ones are only counted).
