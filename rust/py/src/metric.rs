@@ -8,11 +8,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use pyo3::prelude::*;
 use pyo3::types::PyFloat;
-use steplog_core::{Logged, Value};
+use steplog_core::logger::Call;
+use steplog_core::value::KeyId;
+use steplog_core::Logged;
 
 use crate::convert::to_value;
 use crate::errors::IntoPy;
-use crate::run::{warn_rejected, PyRun};
+use crate::run::{warn_rejected, PyRun, Shard};
 
 /// A handle on one key of a run.
 #[pyclass(name = "Metric", module = "steplog", frozen)]
@@ -31,6 +33,37 @@ impl PyMetric {
             cached: AtomicU64::new(0),
         }
     }
+
+    /// Stages this handle's value in `shard` (through `stage`) and commits it with the step
+    /// rules.
+    #[inline]
+    fn commit_one(
+        &self,
+        py: Python<'_>,
+        shard: &Shard,
+        step: Option<i64>,
+        commit: Option<bool>,
+        stage: impl FnOnce(&mut Call<'_>, KeyId) -> PyResult<()>,
+    ) -> PyResult<()> {
+        let serial = u64::from(shard.serial);
+        let cached = self.cached.load(Ordering::Relaxed);
+        let key = if cached >> 32 == serial && cached != 0 {
+            cached as u32
+        } else {
+            let key = shard.logger.intern(&self.name).py()?;
+            self.cached
+                .store((serial << 32) | u64::from(key), Ordering::Relaxed);
+            key
+        };
+        let mut call = shard.logger.call().py()?;
+        stage(&mut call, key)?;
+        match call.commit(step, commit) {
+            Logged::Accepted => Ok(()),
+            Logged::Rejected { rejected, first } => {
+                warn_rejected(py, rejected, first, &format!("'{}'", self.name))
+            }
+        }
+    }
 }
 
 #[pymethods]
@@ -44,40 +77,32 @@ impl PyMetric {
         step: Option<i64>,
         commit: Option<bool>,
     ) -> PyResult<()> {
-        let value = match value.cast::<PyFloat>() {
-            Ok(f) => Value::F64(f.value()),
-            Err(_) => to_value(value).map_err(|e| {
-                pyo3::exceptions::PyTypeError::new_err(format!(
-                    "steplog.Metric('{}').log: {}",
-                    self.name,
-                    e.value(py)
-                ))
-            })?,
-        };
         let run = self.run.bind(py);
+        // NOTE: a float (the hot loop's value) is staged from a plain `f64`. Wrapped in a
+        // `Value` first, it would be copied into the closure's captures with wide loads over
+        // narrow stores, a failed store forward on every call.
+        if let Ok(f) = value.cast::<PyFloat>() {
+            let float = f.value();
+            return PyRun::with_shard(run, |shard| {
+                self.commit_one(py, shard, step, commit, |call, key| {
+                    call.set_id_f64(key, float);
+                    Ok(())
+                })
+            });
+        }
+        // Anything else is converted first, outside the accumulator's lock (conversion may
+        // run Python code).
+        let value = to_value(value).map_err(|e| {
+            pyo3::exceptions::PyTypeError::new_err(format!(
+                "steplog.Metric('{}').log: {}",
+                self.name,
+                e.value(py)
+            ))
+        })?;
         PyRun::with_shard(run, |shard| {
-            let serial = u64::from(shard.serial);
-            let cached = self.cached.load(Ordering::Relaxed);
-            let key = if cached >> 32 == serial && cached != 0 {
-                cached as u32
-            } else {
-                let key = shard.logger.intern(&self.name).py()?;
-                self.cached
-                    .store((serial << 32) | u64::from(key), Ordering::Relaxed);
-                key
-            };
-            let mut call = shard.logger.call().py()?;
-            match value {
-                // Staged from a register: no `Value` goes through memory on the hot path.
-                Value::F64(float) => call.set_id_f64(key, float),
-                value => call.set_id(key, value).py()?,
-            }
-            match call.commit(step, commit) {
-                Logged::Accepted => Ok(()),
-                Logged::Rejected { rejected, first } => {
-                    warn_rejected(py, rejected, first, &format!("'{}'", self.name))
-                }
-            }
+            self.commit_one(py, shard, step, commit, |call, key| {
+                call.set_id(key, value).py()
+            })
         })
     }
 
