@@ -15,6 +15,7 @@ import pytest
 
 import steplog
 from steplog._bench import loop_handle, loop_one, loop_ten
+from steplog._core import _EmptyCall
 
 N = 1000
 
@@ -35,6 +36,12 @@ def _bench(benchmark, loop):
 def test_floor_one_scalar_c_call(benchmark):
     """`len` called with a freshly built one-key dict."""
     _bench(benchmark, loop_one(len))
+
+
+def test_binding_one_scalar_empty_call(benchmark):
+    """An empty method of the extension with `log()`'s signature, given the same dict: what
+    calling into the binding costs before steplog does any work."""
+    _bench(benchmark, loop_one(_EmptyCall().log))
 
 
 def test_log_one_scalar(benchmark, run):
@@ -59,7 +66,10 @@ def test_floor_handle_c_call(benchmark):
     _bench(benchmark, loop_handle(types.SimpleNamespace(log=math.isfinite)))
 
 
+def test_binding_handle_empty_call(benchmark):
+    """`e.log(x)` on an empty method of the extension with the handle's signature."""
+    _bench(benchmark, loop_handle(_EmptyCall()))
+
+
 def test_handle_log(benchmark, run):
-    if not hasattr(run, "metric"):
-        pytest.skip("Run.metric is not available in this version")
     _bench(benchmark, loop_handle(run.metric("loss")))

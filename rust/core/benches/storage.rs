@@ -1,10 +1,12 @@
-//! Criterion benches of the storage path on training-curve data: a writer batch from rows to
-//! a compressed frame, the reader's decode of a shard, and 64-bin histograms of 1M float32.
+//! Criterion benches of the core on training-curve data: the caller's side of a `log()` call
+//! (Rust alone), a writer batch from rows to a compressed frame, the reader's decode of a
+//! shard, and 64-bin histograms of 1M float32.
 //!
 //! `cargo bench -p steplog-core --bench storage`; throughput is in scalars (logged values,
 //! `_timestamp` not counted) or elements.
 
 use std::hint::black_box;
+use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use steplog_core::batch::Batch;
@@ -13,7 +15,7 @@ use steplog_core::keys::{Interner, KeyRegistry};
 use steplog_core::msgpack::Enc;
 use steplog_core::reader::decode_shard;
 use steplog_core::value::{Cell, KeyId};
-use steplog_core::{ShardInfo, Value};
+use steplog_core::{Logger, MemorySink, ShardInfo, Value, WriterConfig};
 
 /// Rows per batch: the default `batch_max_bytes` cuts a batch of 5-scalar rows near here.
 const ROWS: usize = 40_000;
@@ -207,6 +209,76 @@ fn reader(cr: &mut Criterion) {
     g.finish();
 }
 
+/// Calls timed per stretch before the writer is let to drain (untimed): fewer rows than the
+/// queue holds, so the caller is measured, not the writer's pace behind a full queue.
+const CALLER_STRETCH: u64 = 8_192;
+
+/// Times `iters` runs of `one` in stretches of [`CALLER_STRETCH`], flushing between them.
+fn caller_time(logger: &Logger, iters: u64, mut one: impl FnMut(u64)) -> Duration {
+    let mut total = Duration::ZERO;
+    let mut done = 0;
+    while done < iters {
+        let n = (iters - done).min(CALLER_STRETCH);
+        let t = Instant::now();
+        for i in done..done + n {
+            one(i);
+        }
+        total += t.elapsed();
+        logger.flush(Duration::from_secs(10)).expect("flush");
+        done += n;
+    }
+    total
+}
+
+/// The caller's side of `log()` in Rust alone: lock, stage, step rule, timestamp, and a chunk
+/// handed to the ring every few hundred rows (the writer drains it on its own thread, between
+/// the timed stretches).
+fn caller(cr: &mut Criterion) {
+    let logger = Logger::start(
+        Box::new(MemorySink::new()),
+        &ShardInfo::default(),
+        WriterConfig::default(),
+    )
+    .expect("start");
+    let names: Vec<String> = (0..10).map(|i| format!("m{i}")).collect();
+    let key = logger.intern("loss").expect("intern");
+    let mut g = cr.benchmark_group("caller");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("log_one_scalar", |b| {
+        b.iter_custom(|iters| {
+            caller_time(&logger, iters, |i| {
+                let mut call = logger.call().expect("call");
+                call.set_f64("loss", black_box(i as f64)).expect("set");
+                black_box(call.commit(None, None));
+            })
+        });
+    });
+    g.bench_function("handle_one_scalar", |b| {
+        b.iter_custom(|iters| {
+            caller_time(&logger, iters, |i| {
+                let mut call = logger.call().expect("call");
+                call.set_id_f64(key, black_box(i as f64));
+                black_box(call.commit(None, None));
+            })
+        });
+    });
+    g.throughput(Throughput::Elements(10));
+    g.bench_function("log_ten_scalars", |b| {
+        b.iter_custom(|iters| {
+            caller_time(&logger, iters, |i| {
+                let mut call = logger.call().expect("call");
+                for name in &names {
+                    call.set_f64(name, black_box(i as f64)).expect("set");
+                }
+                call.keys_are_distinct();
+                black_box(call.commit(None, None));
+            })
+        });
+    });
+    g.finish();
+    logger.finish().expect("finish");
+}
+
 fn histogram(cr: &mut Criterion) {
     let mut rng = Rng(0x2545_F491_4F6C_DD1D);
     let data: Vec<f32> = (0..1_000_000).map(|_| rng.normal() as f32).collect();
@@ -218,5 +290,5 @@ fn histogram(cr: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, writer, reader, histogram);
+criterion_group!(benches, caller, writer, reader, histogram);
 criterion_main!(benches);
