@@ -126,11 +126,15 @@ impl Batch {
     /// Adds one row at Unix time `time` (kept to the microsecond), taking the values out of
     /// `cells`.
     pub fn add_row(&mut self, step: i64, time: f64, cells: impl Iterator<Item = Cell>) {
+        self.add_row_micros(step, column::to_micros(time), cells);
+    }
+
+    /// [`Batch::add_row`] with the row's time already in whole microseconds since the epoch.
+    pub fn add_row_micros(&mut self, step: i64, micros: i64, cells: impl Iterator<Item = Cell>) {
         if self.started.is_none() {
             self.started = Some(Instant::now());
         }
         self.rows += 1;
-        let micros = column::to_micros(time);
         self.push_scalar(step, 0, DType::F64, micros as u64);
         for cell in cells {
             self.add_cell(step, cell.key, cell.value);

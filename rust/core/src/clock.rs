@@ -10,6 +10,8 @@ pub struct Timebase {
     clock: quanta::Clock,
     raw0: u64,
     unix0: f64,
+    /// `unix0` in nanoseconds since the epoch.
+    unix0_nanos: u64,
 }
 
 impl Timebase {
@@ -17,10 +19,14 @@ impl Timebase {
     pub fn new() -> Self {
         let clock = quanta::Clock::new();
         let raw0 = clock.raw();
+        let since_epoch = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
         Timebase {
             clock,
             raw0,
-            unix0: unix_now(),
+            unix0: since_epoch.as_secs_f64(),
+            unix0_nanos: u64::try_from(since_epoch.as_nanos()).unwrap_or(u64::MAX),
         }
     }
 
@@ -33,6 +39,15 @@ impl Timebase {
     /// Unix seconds at raw reading `raw`.
     pub fn unix(&self, raw: u64) -> f64 {
         self.unix0 + self.clock.delta_as_nanos(self.raw0, raw) as f64 * 1e-9
+    }
+
+    /// Unix time at raw reading `raw` in whole microseconds, rounded to the nearest (what the
+    /// `_timestamp` column stores), in integers: no float rounding on the writer's per-row path.
+    pub fn unix_micros(&self, raw: u64) -> i64 {
+        let nanos = self
+            .unix0_nanos
+            .saturating_add(self.clock.delta_as_nanos(self.raw0, raw));
+        i64::try_from(nanos.saturating_add(500) / 1000).unwrap_or(i64::MAX)
     }
 }
 
@@ -65,5 +80,10 @@ mod tests {
             t >= before - 0.01 && t <= after + 0.01,
             "{before} {t} {after}"
         );
+        // The integer path agrees with the float one to the microsecond.
+        let micros = tb.unix_micros(r);
+        assert!((micros as f64 - t * 1e6).abs() <= 1.0, "{micros} {t}");
+        let later = tb.raw();
+        assert!(tb.unix_micros(later) >= micros);
     }
 }

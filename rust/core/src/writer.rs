@@ -277,9 +277,9 @@ impl State {
                     self.write_batch();
                 }
             }
-            let time = self.timebase.unix(row.tick);
+            let micros = self.timebase.unix_micros(row.tick);
             self.batch
-                .add_row(row.step, time, values.by_ref().take(end - start));
+                .add_row_micros(row.step, micros, values.by_ref().take(end - start));
             start = end;
             if self.batch.rows() >= self.config.batch_max_rows
                 || self.batch.bytes() >= self.config.batch_max_bytes
