@@ -124,7 +124,9 @@ impl Interner {
 
     /// The id for `name`, registering it on first use. Rejects empty, oversized and reserved
     /// names with an error that names the key.
-    #[inline]
+    // NOTE: only the cache hit is inlined (into every caller's per-key loop); a miss goes out
+    // of line.
+    #[inline(always)]
     pub fn intern(&mut self, name: &str) -> Result<KeyId> {
         let addr = name.as_ptr() as usize;
         // Fibonacci hashing of the address picks a pair of slots (two-way associative, so
@@ -143,6 +145,14 @@ impl Interner {
                 }
             }
         }
+        self.intern_miss(name, slot)
+    }
+
+    /// [`Interner::intern`] past the cache: looks `name` up (registering it) and caches it in
+    /// the pair at `slot`.
+    #[inline(never)]
+    fn intern_miss(&mut self, name: &str, slot: usize) -> Result<KeyId> {
+        let addr = name.as_ptr() as usize;
         let id = self.intern_slow(name)?;
         let mut head = [0; SHORT_NAME];
         if name.len() <= SHORT_NAME {

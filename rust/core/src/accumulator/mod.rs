@@ -196,6 +196,10 @@ impl Accumulator {
             return None;
         }
         fresh.clear();
+        // A chunk that was not recycled (the writer has not given any back yet) gets the
+        // current one's capacity at once, instead of growing to it step by step in `log()`.
+        fresh.cells.reserve(self.chunk.cells.capacity());
+        fresh.rows.reserve(self.chunk.rows.capacity());
         let end = self.chunk.committed_end();
         fresh.cells.extend(self.chunk.cells.drain(end..));
         self.open_end -= end;
