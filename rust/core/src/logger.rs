@@ -102,7 +102,7 @@ impl Call<'_> {
     }
 
     /// [`Call::set`] for a float, the hot loop's value.
-    #[inline]
+    #[inline(always)]
     pub fn set_f64(&mut self, name: &str, value: f64) -> Result<()> {
         let key = self.acc.interner().intern(name)?;
         self.acc.stage_f64(key, value);

@@ -95,7 +95,7 @@ impl Accumulator {
     }
 
     /// [`Accumulator::stage`] for a float, the hot loop's value.
-    #[inline]
+    #[inline(always)]
     pub fn stage_f64(&mut self, key: KeyId, value: f64) {
         self.staged_policy |= !value.is_finite();
         // NOTE: not `push`: a pushed cell is built on the stack first (it must be dropped if
