@@ -326,3 +326,37 @@ fn rows_reach_the_file_in_commit_order_while_the_writer_takes_partial_chunks() {
     assert_eq!(out_of_order, 0, "steps in file order must increase");
     assert_eq!(x.values, Scalars::I64((0..n).collect()));
 }
+
+#[test]
+fn an_abandoned_call_leaves_nothing_behind_for_the_next_one() {
+    let (logger, sink) = start(WriterConfig::default());
+    // Staged a NaN and vouched that its keys are distinct, then failed (dropped uncommitted).
+    {
+        let mut call = logger.call().unwrap();
+        call.set_f64("a", f64::NAN).unwrap();
+        call.keys_are_distinct();
+    }
+    // The next call repeats a name (as a nested dict can) and vouches for nothing: its row
+    // must still be merged to one cell per key, and no NaN of the abandoned call is counted.
+    let mut call = logger.call().unwrap();
+    call.set_f64("x", 1.0).unwrap();
+    call.set_f64("x", 2.0).unwrap();
+    assert_eq!(call.commit(None, None), Logged::Accepted);
+    // A committed call with a NaN is counted once.
+    let mut call = logger.call().unwrap();
+    call.set_f64("a", f64::NAN).unwrap();
+    call.keys_are_distinct();
+    assert_eq!(call.commit(None, None), Logged::Accepted);
+    let nonfinite = logger.nonfinite();
+    logger.finish().unwrap();
+
+    let counted: Vec<_> = nonfinite.iter().map(|(k, c)| (k.to_string(), *c)).collect();
+    assert_eq!(counted.len(), 1, "{counted:?}");
+    assert_eq!(counted[0].0, "a");
+    assert_eq!(counted[0].1.iter().sum::<u64>(), 1, "{counted:?}");
+    let data = decode_shard(&sink.bytes());
+    assert_eq!(f64s(&data, "x"), (vec![0], vec![2.0]));
+    let (steps, values) = f64s(&data, "a");
+    assert_eq!(steps, vec![1]);
+    assert!(values[0].is_nan());
+}
