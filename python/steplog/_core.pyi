@@ -36,6 +36,11 @@ class Metric:
     @property
     def name(self) -> str: ...
 
+class _EmptyCall:
+    """`log` takes `log()`'s arguments and does nothing (the binding floor `steplog bench` times)."""
+
+    def log(self, value: Any, step: int | None = None, commit: bool | None = None) -> None: ...
+
 class Run:
     def __new__(
         cls,
