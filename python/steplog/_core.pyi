@@ -37,7 +37,7 @@ class Metric:
     def name(self) -> str: ...
 
 class _EmptyCall:
-    """`log` takes `log()`'s arguments and does nothing (the binding floor `steplog bench` times)."""
+    """`log` takes the arguments of `log()` and does nothing: the floor `steplog bench` times."""
 
     def log(self, value: Any, step: int | None = None, commit: bool | None = None) -> None: ...
 
