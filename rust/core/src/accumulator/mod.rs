@@ -23,6 +23,9 @@ use crate::clock::Timebase;
 use crate::keys::Interner;
 use crate::value::{Cell, KeyId, Value};
 
+/// Most cells reserved at once for a fresh chunk (2 MiB of cells).
+const RESERVE_MAX_CELLS: usize = 1 << 16;
+
 /// Why a `log()` call wrote nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StepRejected {
@@ -196,10 +199,14 @@ impl Accumulator {
             return None;
         }
         fresh.clear();
-        // A chunk that was not recycled (the writer has not given any back yet) gets the
-        // current one's capacity at once, instead of growing to it step by step in `log()`.
-        fresh.cells.reserve(self.chunk.cells.capacity());
-        fresh.rows.reserve(self.chunk.rows.capacity());
+        // A chunk that was not recycled (the writer has not given any back yet) is sized at
+        // once for what the chunk handed over held, instead of growing step by step in
+        // `log()`. Sized from use, not capacity, and capped, so one huge row does not make
+        // every later chunk huge.
+        fresh
+            .cells
+            .reserve(self.chunk.cells.len().min(RESERVE_MAX_CELLS));
+        fresh.rows.reserve(self.chunk.rows.len());
         let end = self.chunk.committed_end();
         fresh.cells.extend(self.chunk.cells.drain(end..));
         self.open_end -= end;

@@ -270,3 +270,37 @@ fn commits_carry_a_clock_tick() {
     let c = h.acc.take_committed(Chunk::default()).unwrap();
     assert!(c.rows[0].tick <= c.rows[1].tick);
 }
+
+#[test]
+fn fresh_chunks_are_sized_from_use_so_one_huge_row_does_not_stick() {
+    let mut acc = Accumulator::new(Interner::new(KeyRegistry::new()), Timebase::new(), 4);
+    let keys: Vec<KeyId> = (0..RESERVE_MAX_CELLS + 10)
+        .map(|i| acc.interner().intern(&format!("k{i}")).unwrap())
+        .collect();
+    let log = |acc: &mut Accumulator, ks: &[KeyId]| {
+        for &k in ks {
+            acc.stage_f64(k, 1.0);
+        }
+        acc.mark_staged_distinct();
+        acc.apply(None, None).unwrap()
+    };
+    // One row wider than the reservation cap, handed over: the next chunk reserves the cap.
+    log(&mut acc, &keys);
+    let huge = acc.take_committed(Chunk::default()).unwrap();
+    assert_eq!(huge.cells.len(), keys.len());
+    assert!(acc.chunk.cells.capacity() >= RESERVE_MAX_CELLS);
+    assert!(acc.chunk.cells.capacity() < keys.len());
+    // Small rows after it: the chunk after those is sized for them, not for the huge row.
+    for _ in 0..3 {
+        log(&mut acc, &keys[..2]);
+    }
+    acc.take_committed(Chunk::default()).unwrap();
+    assert!(acc.chunk.cells.capacity() < 64, "{}", acc.chunk.cells.capacity());
+    // A chunk that is not recycled is sized for the one handed over in a single allocation.
+    for _ in 0..3 {
+        log(&mut acc, &keys[..10]);
+    }
+    acc.take_committed(Chunk::default()).unwrap();
+    assert!(acc.chunk.cells.capacity() >= 30);
+    assert!(acc.chunk.rows.capacity() >= 3);
+}
