@@ -295,7 +295,11 @@ fn fresh_chunks_are_sized_from_use_so_one_huge_row_does_not_stick() {
         log(&mut acc, &keys[..2]);
     }
     acc.take_committed(Chunk::default()).unwrap();
-    assert!(acc.chunk.cells.capacity() < 64, "{}", acc.chunk.cells.capacity());
+    assert!(
+        acc.chunk.cells.capacity() < 64,
+        "{}",
+        acc.chunk.cells.capacity()
+    );
     // A chunk that is not recycled is sized for the one handed over in a single allocation.
     for _ in 0..3 {
         log(&mut acc, &keys[..10]);
