@@ -1,6 +1,6 @@
 //! Row timestamps. The caller's side reads a raw counter (the TSC where it is invariant,
-//! through `quanta`, a few nanoseconds); the writer turns it into Unix seconds against a base
-//! taken when the shard started.
+//! through `quanta`, a few nanoseconds); the writer turns it into Unix microseconds against a
+//! base taken when the shard started.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -9,8 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub struct Timebase {
     clock: quanta::Clock,
     raw0: u64,
-    unix0: f64,
-    /// `unix0` in nanoseconds since the epoch.
+    /// Unix time at `raw0`, in nanoseconds since the epoch.
     unix0_nanos: u64,
 }
 
@@ -25,7 +24,6 @@ impl Timebase {
         Timebase {
             clock,
             raw0,
-            unix0: since_epoch.as_secs_f64(),
             unix0_nanos: u64::try_from(since_epoch.as_nanos()).unwrap_or(u64::MAX),
         }
     }
@@ -34,11 +32,6 @@ impl Timebase {
     #[inline]
     pub fn raw(&self) -> u64 {
         self.clock.raw()
-    }
-
-    /// Unix seconds at raw reading `raw`.
-    pub fn unix(&self, raw: u64) -> f64 {
-        self.unix0 + self.clock.delta_as_nanos(self.raw0, raw) as f64 * 1e-9
     }
 
     /// Unix time at raw reading `raw` in whole microseconds, rounded to the nearest (what the
@@ -75,14 +68,12 @@ mod tests {
         let before = unix_now();
         let r = tb.raw();
         let after = unix_now();
-        let t = tb.unix(r);
+        let micros = tb.unix_micros(r);
+        let t = micros as f64 * 1e-6;
         assert!(
             t >= before - 0.01 && t <= after + 0.01,
             "{before} {t} {after}"
         );
-        // The integer path agrees with the float one to the microsecond.
-        let micros = tb.unix_micros(r);
-        assert!((micros as f64 - t * 1e6).abs() <= 1.0, "{micros} {t}");
         let later = tb.raw();
         assert!(tb.unix_micros(later) >= micros);
     }
