@@ -124,19 +124,6 @@ def measure_alternating(
     return [statistics.median(t) for t in times], len(times[0])
 
 
-def measure_pair(
-    a: Loop,
-    b: Loop,
-    budget_s: float,
-    settle: Callable[[], Any] = lambda: None,
-    block_ms: float = 5.0,
-    min_blocks: int = 5,
-) -> tuple[float, float, int]:
-    """`measure_alternating` for two loops: the medians of `a` and `b`, and the block count."""
-    (ta, tb), blocks = measure_alternating([a, b], budget_s, settle, block_ms, min_blocks)
-    return ta, tb, blocks
-
-
 def median_ms(fn: Callable[[], Any], reps: int) -> float:
     fn()
     times = []
