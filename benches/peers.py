@@ -2,7 +2,7 @@
 
     pip install '.[peers]'          # wandb, tensorboardX (+ tensorboard's reader), mlflow,
                                     # rerun-sdk (+ its dataframe reader), trackio
-    python benches/peers.py         # all installed peers, about 4-5 minutes on 2 cores
+    python benches/peers.py         # all installed peers, about 2.5 minutes on 2 cores
     python benches/peers.py --quick --only steplog,wandb
 
 Each logger runs in a fresh interpreter (imports, background threads and services of one never
