@@ -45,6 +45,15 @@ pub enum Setting {
     Text(String),
 }
 
+impl std::fmt::Display for Setting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Setting::Num(n) => write!(f, "{n}"),
+            Setting::Text(s) => f.write_str(s),
+        }
+    }
+}
+
 /// Everything the writer can be tuned with.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct WriterConfig {
@@ -132,13 +141,13 @@ impl WriterConfig {
         given: &[(String, Setting)],
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Self> {
-        for (name, _) in given {
+        for (name, value) in given {
             if !SETTING_NAMES.contains(&name.as_str())
                 && !SINK_SETTING_NAMES.contains(&name.as_str())
             {
                 return Err(Error::Config {
                     name: name.clone(),
-                    value: String::new(),
+                    value: value.to_string(),
                     reason: format!(
                         "unknown setting; known: {}, {}",
                         SETTING_NAMES.join(", "),
@@ -312,11 +321,19 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(msg.contains("block, drop_new, drop_oldest"), "{msg}");
-        let given = [("flush_interval".to_string(), Setting::Num(1.0))];
+        let given = [("flush_interval".to_string(), Setting::Num(1.5))];
         let msg = WriterConfig::resolve(&given, no_env)
             .unwrap_err()
             .to_string();
-        assert!(msg.contains("unknown setting"), "{msg}");
+        assert!(
+            msg.starts_with("flush_interval=\"1.5\": unknown setting"),
+            "{msg}"
+        );
+        let given = [("notes".to_string(), Setting::Text("hi".into()))];
+        let msg = WriterConfig::resolve(&given, no_env)
+            .unwrap_err()
+            .to_string();
+        assert!(msg.starts_with("notes=\"hi\": unknown setting"), "{msg}");
     }
 
     #[test]
