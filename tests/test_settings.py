@@ -6,13 +6,16 @@ import steplog
 
 
 def test_unknown_setting_is_named_with_its_value_and_the_closest_setting(runs):
-    with pytest.raises(TypeError, match="flush_interval=1: unknown setting") as e:
+    with pytest.raises(TypeError, match="flush_interval=1: unknown keyword") as e:
         steplog.init(dir=runs, flush_interval=1)
     assert "did you mean 'flush_interval_s'?" in str(e.value)
-    with pytest.raises(TypeError, match=r"foo=None: unknown setting"):
+    assert "the settings queue_capacity, " in str(e.value)
+    with pytest.raises(TypeError, match=r"foo=None: unknown keyword"):
         steplog.init(dir=runs, foo=None)
     with pytest.raises(TypeError, match=r"qeue_capacity='8'.*did you mean 'queue_capacity'"):
         steplog.init(dir=runs, qeue_capacity="8")
+    with pytest.raises(TypeError, match=r"projct='p'.*did you mean 'project'"):
+        steplog.init(dir=runs, projct="p")
     assert not runs.exists() or list(runs.iterdir()) == []
 
 
@@ -60,8 +63,7 @@ def test_a_runs_directory_that_cannot_be_created_is_named_with_the_cause(tmp_pat
     with pytest.raises(FileNotFoundError) as e:
         steplog.init(dir="/proc/steplog-cannot-exist/runs")
     msg = str(e.value)
-    assert "could not create the run directory" in msg, msg
-    assert "dir='/proc/steplog-cannot-exist/runs'" in msg, msg
+    assert "could not create the runs directory dir='/proc/steplog-cannot-exist/runs'" in msg
     assert e.value.errno is not None and e.value.filename
     assert isinstance(e.value.__cause__, OSError)
     blocker = tmp_path / "a-file"

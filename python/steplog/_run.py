@@ -482,6 +482,10 @@ def init(
 _WANDB_KEYWORDS = ("tags", "notes", "group", "job_type", "mode", "reinit", "id", "resume")
 
 
+#: `init`'s own arguments, also suggested for a misspelt keyword.
+_INIT_ARGUMENTS = ("project", "name", "dir", "config", "sink", "token")
+
+
 def _check_settings(settings: dict[str, Any]) -> None:
     """Refuses an unknown keyword of `init`, naming it and its value, with the closest setting
     as a suggestion."""
@@ -495,10 +499,11 @@ def _check_settings(settings: dict[str, Any]) -> None:
                 f"steplog.init: {name}={shown}: wandb's {name!r} is not supported by steplog "
                 "yet; leave it out (it is accepted once wandb compatibility lands)"
             )
-        close = difflib.get_close_matches(name, known, n=1)
+        close = difflib.get_close_matches(name, (*_INIT_ARGUMENTS, *known), n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""
         raise TypeError(
-            f"steplog.init: {name}={shown}: unknown setting; {hint}settings are: {', '.join(known)}"
+            f"steplog.init: {name}={shown}: unknown keyword; {hint}init takes "
+            f"{', '.join(_INIT_ARGUMENTS[:4])} and the settings {', '.join(known)}"
         )
 
 
@@ -523,11 +528,13 @@ def _make_dir(path: str, root: str, exist_ok: bool) -> None:
         ) from None
     except OSError as e:
         failed = e.filename if isinstance(e.filename, str) else path
+        what = (
+            f"the runs directory dir={root!r}"
+            if path == root
+            else f"the run directory {path!r} in dir={root!r}"
+        )
         raise type(e)(
-            e.errno,
-            f"steplog.init: could not create the run directory {path!r} for dir={root!r}: "
-            f"{e.strerror or e}",
-            failed,
+            e.errno, f"steplog.init: could not create {what}: {e.strerror or e}", failed
         ) from e
 
 
