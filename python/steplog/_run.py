@@ -176,7 +176,8 @@ class Summary(MutableMapping):
         return {k: dict(v) if isinstance(v, dict) else v for k, v in self._snapshot().items()}
 
     def keys(self) -> KeysView[str]:
-        return self._copy().keys()
+        # NOTE: a view of the shared copy is safe: a copy is replaced, never changed.
+        return self._snapshot().keys()
 
     def items(self) -> ItemsView[str, Any]:
         return self._copy().items()
