@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import atexit
-import difflib
-import errno
 import json
 import os
 import secrets
@@ -13,10 +11,10 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import ItemsView, Iterator, KeysView, Mapping, MutableMapping, ValuesView
 from typing import Any
 
-from . import _core, _env
+from . import _core, _env, _init_args
+from ._summary import Summary
 
 RUN_FILE = "run.json"
 SHARD_SUFFIX = ".steplog"
@@ -32,168 +30,6 @@ _live_lock = threading.RLock()  # re-entrant: signal handlers finish runs
 
 def _new_id() -> str:
     return "".join(secrets.choice(_ID_ALPHABET) for _ in range(8))
-
-
-def _config_dict(config: Any) -> dict[str, Any]:
-    if config is None:
-        return {}
-    if isinstance(config, Mapping):
-        items = dict(config)
-    elif hasattr(config, "__dict__"):  # argparse.Namespace and similar
-        items = dict(vars(config))
-    else:
-        raise TypeError(
-            "steplog.init: config must be a dict or an argparse.Namespace, got "
-            f"{type(config).__name__}"
-        )
-    return {k: _config_value(v, f"config[{k!r}]", 0) for k, v in items.items()}
-
-
-#: Deepest nesting of dicts and lists in `config` (a deeper one is most likely a cycle).
-_CONFIG_MAX_DEPTH = 64
-
-
-def _config_value(v: Any, where: str, depth: int) -> Any:
-    """A config value as JSON can hold it and readers get it back: numpy scalars become
-    Python numbers, arrays (numpy, and torch tensors when torch is imported) lists, tuples
-    and sets lists; dicts keep their structure. Anything else is stored as its `repr`."""
-    if v is None or isinstance(v, (bool, int, float, str)):
-        return v
-    if depth >= _CONFIG_MAX_DEPTH:
-        raise ValueError(
-            f"steplog.init: {where}: nested more than {_CONFIG_MAX_DEPTH} levels deep "
-            "(does it contain itself?)"
-        )
-    if isinstance(v, Mapping):
-        return {
-            (k if isinstance(k, (str, int, float, bool)) or k is None else repr(k)): (
-                _config_value(x, f"{where}[{k!r}]", depth + 1)
-            )
-            for k, x in v.items()
-        }
-    if isinstance(v, (list, tuple)):
-        return [_config_value(x, f"{where}[{i}]", depth + 1) for i, x in enumerate(v)]
-    if isinstance(v, (set, frozenset)):
-        items = [_config_value(x, where, depth + 1) for x in v]
-        try:
-            return sorted(items)
-        except TypeError:  # mixed types: keep the set's order
-            return items
-    np = sys.modules.get("numpy")
-    if np is not None:
-        if isinstance(v, np.ndarray):
-            return _config_value(v.tolist(), where, depth + 1)
-        if isinstance(v, np.generic):
-            if isinstance(v, np.bool_):
-                return bool(v)
-            if isinstance(v, np.integer):
-                return int(v)
-            if isinstance(v, np.floating):
-                return float(v)  # longdouble included: .item() would keep it a longdouble
-            if isinstance(v, np.str_):
-                return str(v)
-    torch = sys.modules.get("torch")
-    if torch is not None and isinstance(v, torch.Tensor):
-        return _config_value(v.detach().cpu().tolist(), where, depth + 1)
-    return repr(v)
-
-
-class Summary(MutableMapping):
-    """A run's summary: the last value of each scalar or text key, or, for a key whose
-    `define_metric` asks for statistics, a dict of them (`{"min": 0.1, "max": 2.0}`).
-    `run.summary[key] = value` overrides a key until it is logged again; `del
-    run.summary[key]` removes it (from the run's files too) until it is logged again.
-
-    Reading reflects every `log()`, override and deletion made before it, in any thread of
-    this process: the writer is flushed only when something changed since the last read.
-    Reading the whole mapping (`dict(run.summary)`, iteration, `len`, `.items()`, `==`)
-    copies the summary once and serves every key of that read from the copy; a single key
-    (`run.summary["loss"]`) is looked up alone. Values are fresh objects: changing a returned
-    dict of statistics changes nothing in the run.
-    """
-
-    def __init__(self, run: Run) -> None:
-        self._run = run
-
-    def _version(self) -> tuple[int, int, int]:
-        """The summary's version, with the writer flushed if it changed since the last read:
-        the writer's summary covers everything queued before the returned version."""
-        run = self._run
-        version = _core._summary_version(run)
-        if run._summary_flushed != version:
-            run.flush()
-            run._summary_flushed = version
-        return version
-
-    def _snapshot(self) -> dict[str, Any]:
-        """The whole summary, copied once per change (shared: callers copy what they hand out)."""
-        run = self._run
-        version = self._version()
-        cached = run._summary_cache
-        if cached is None or cached[0] != version:
-            cached = (version, _core._summary_read(run, False))
-            run._summary_cache = cached
-        return cached[1]
-
-    def __getitem__(self, key: str) -> Any:
-        if not isinstance(key, str):
-            raise KeyError(key)
-        run = self._run
-        cached = run._summary_cache
-        if cached is not None and cached[0] == _core._summary_version(run):
-            value = cached[1][key]
-        else:
-            self._version()
-            value = _core._summary_get(run, key, False)
-        return dict(value) if isinstance(value, dict) else value
-
-    def __setitem__(self, key: str, value: Any) -> None:
-        if not isinstance(key, str):
-            raise TypeError(f"run.summary: keys must be str, got {type(key).__name__}")
-        self._run._set_summary(key, value)
-
-    def __delitem__(self, key: str) -> None:
-        if not isinstance(key, str) or key not in self:
-            raise KeyError(key)
-        _core._summary_delete(self._run, key)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(list(self._snapshot()))
-
-    def __len__(self) -> int:
-        return len(self._snapshot())
-
-    def __contains__(self, key: object) -> bool:
-        if not isinstance(key, str):
-            return False
-        try:
-            self[key]
-        except KeyError:
-            return False
-        return True
-
-    def _copy(self) -> dict[str, Any]:
-        return {k: dict(v) if isinstance(v, dict) else v for k, v in self._snapshot().items()}
-
-    def keys(self) -> KeysView[str]:
-        # NOTE: a view of the shared copy is safe: a copy is replaced, never changed.
-        return self._snapshot().keys()
-
-    def items(self) -> ItemsView[str, Any]:
-        return self._copy().items()
-
-    def values(self) -> ValuesView[Any]:
-        return self._copy().values()
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, Summary):
-            other = other._copy()
-        return self._copy() == other
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def __repr__(self) -> str:
-        return f"Summary({self._copy()!r})"
 
 
 class Run(_core.Run):
@@ -411,7 +247,7 @@ def init(
     for arg, v in (("sink", sink), ("token", token)):
         if v is not None and not isinstance(v, str):
             raise TypeError(f"steplog.init: {arg} must be str, got {type(v).__name__}")
-    _check_settings(settings)
+    _init_args.check_settings(settings)
     if sink is not None:
         settings["sink"] = sink
     root = os.fspath(dir)
@@ -419,13 +255,13 @@ def init(
         raise ValueError("steplog.init: dir must not be empty")
     if os.path.exists(root) and not os.path.isdir(root):
         raise NotADirectoryError(f"steplog.init: dir={root!r} exists and is not a directory")
-    cfg = _config_dict(config)
-    _make_dir(root, root, exist_ok=True)
+    cfg = _init_args.config_dict(config)
+    _init_args.make_dir(root, root, exist_ok=True)
     for _ in range(100):
         run_id = _new_id()
         run_dir = os.path.join(root, run_id)
         try:
-            _make_dir(run_dir, root, exist_ok=False)
+            _init_args.make_dir(run_dir, root, exist_ok=False)
             break
         except FileExistsError:
             continue
@@ -476,67 +312,6 @@ def init(
     _process.install_owner_hooks()
     _warn_if_another_run_is_open(run)
     return run
-
-
-#: wandb's `init` keywords that steplog does not take yet (they arrive with wandb
-#: compatibility); until then they are refused with a message that says so.
-_WANDB_KEYWORDS = ("tags", "notes", "group", "job_type", "mode", "reinit", "id", "resume")
-
-
-#: `init`'s own arguments, also suggested for a misspelt keyword.
-_INIT_ARGUMENTS = ("project", "name", "dir", "config", "sink", "token")
-
-
-def _check_settings(settings: dict[str, Any]) -> None:
-    """Refuses an unknown keyword of `init`, naming it and its value, with the closest setting
-    as a suggestion."""
-    known = _core.SETTING_NAMES
-    for name, value in settings.items():
-        if name in known:
-            continue
-        shown = _short_repr(value)
-        if name in _WANDB_KEYWORDS:
-            raise TypeError(
-                f"steplog.init: {name}={shown}: wandb's {name!r} is not supported by steplog "
-                "yet; leave it out (it is accepted once wandb compatibility lands)"
-            )
-        close = difflib.get_close_matches(name, (*_INIT_ARGUMENTS, *known), n=1)
-        hint = f"did you mean {close[0]!r}? " if close else ""
-        raise TypeError(
-            f"steplog.init: {name}={shown}: unknown keyword; {hint}init takes "
-            f"{', '.join(_INIT_ARGUMENTS[:4])} and the settings {', '.join(known)}"
-        )
-
-
-def _short_repr(value: Any) -> str:
-    try:
-        text = repr(value)
-    except Exception:
-        text = f"<{type(value).__name__}>"
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
-def _make_dir(path: str, root: str, exist_ok: bool) -> None:
-    """`os.makedirs(path)`; on failure, an OSError of the same kind (errno kept, the original
-    chained) that says which directory could not be created for `dir=` and why."""
-    try:
-        os.makedirs(path, exist_ok=exist_ok)
-    except FileExistsError:
-        if not exist_ok:
-            raise  # the caller picks another run id
-        raise NotADirectoryError(
-            errno.ENOTDIR, f"steplog.init: dir={root!r} exists and is not a directory", path
-        ) from None
-    except OSError as e:
-        failed = e.filename if isinstance(e.filename, str) else path
-        what = (
-            f"the runs directory dir={root!r}"
-            if path == root
-            else f"the run directory {path!r} in dir={root!r}"
-        )
-        raise type(e)(
-            e.errno, f"steplog.init: could not create {what}: {e.strerror or e}", failed
-        ) from e
 
 
 #: Whether the warning about a second open run was shown (once per process).
