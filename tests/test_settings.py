@@ -43,8 +43,10 @@ def test_wandb_keywords_say_they_are_not_supported_yet(runs, keyword, value):
 @pytest.mark.parametrize(
     ("setting", "value", "expected"),
     [
-        ("queue_capacity", True, "expected a number"),
-        ("flush_interval_s", [1], "expected a number or a string"),
+        ("queue_capacity", True, "expected a number, not a bool"),
+        ("overflow", True, "expected a string, got bool"),
+        ("tls_ca", 5, "expected a string, got int"),
+        ("flush_interval_s", [1], "expected a number or a string, got list"),
         ("zstd_level", "fast", "expected an integer"),
         ("nan_value", "zero", "expected a finite number"),
         ("block_timeout_s", -1, "expected seconds"),
@@ -54,7 +56,7 @@ def test_a_bad_value_names_the_setting_and_the_value(runs, setting, value, expec
     with pytest.raises(ValueError) as e:
         steplog.init(dir=runs, **{setting: value})
     msg = str(e.value)
-    shown = repr(value) if isinstance(value, (list, bool)) else f'"{value}"'
+    shown = f'"{value}"' if isinstance(value, str) or setting == "block_timeout_s" else repr(value)
     assert f"{setting}={shown}" in msg, msg
     assert expected in msg, msg
 
@@ -121,3 +123,11 @@ def test_project_and_name_must_be_strings(runs):
         steplog.init(dir=runs, name=3)
     with pytest.raises(TypeError, match="config"):
         steplog.init(dir=runs, config=3)
+
+
+def test_a_token_of_the_wrong_type_is_refused_without_showing_it(runs):
+    with pytest.raises(TypeError, match="token must be str, got int$"):
+        steplog.init(dir=runs, token=123456)
+    # The binding's own check, for callers that bypass init.
+    with pytest.raises(ValueError, match=r"^token=\.\.\.: expected a string, got int$"):
+        steplog._core.Run(str(runs / "x.steplog"), {}, {"token": 123456})

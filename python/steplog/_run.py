@@ -238,15 +238,14 @@ def init(
     `overflow`, `block_timeout_s`, `fsync_interval_s`, `finish_timeout_s`, `nan_value`,
     `inf_value`; for network sinks `net_buffer_bytes`, `net_timeout_s`, `tls_ca`.
     """
-    if project is not None and not isinstance(project, str):
-        raise TypeError(f"steplog.init: project must be str, got {type(project).__name__}")
-    if name is not None and not isinstance(name, str):
-        raise TypeError(f"steplog.init: name must be str, got {type(name).__name__}")
-    if not isinstance(dir, (str, os.PathLike)):
-        raise TypeError(f"steplog.init: dir must be a path, got {type(dir).__name__}")
-    for arg, v in (("sink", sink), ("token", token)):
+    shown = _init_args.short_repr
+    for arg, v in (("project", project), ("name", name), ("sink", sink)):
         if v is not None and not isinstance(v, str):
-            raise TypeError(f"steplog.init: {arg} must be str, got {type(v).__name__}")
+            raise TypeError(f"steplog.init: {arg} must be str, got {type(v).__name__} {shown(v)}")
+    if not isinstance(dir, (str, os.PathLike)):
+        raise TypeError(f"steplog.init: dir must be a path, got {type(dir).__name__} {shown(dir)}")
+    if token is not None and not isinstance(token, str):  # NOTE: a token is never shown
+        raise TypeError(f"steplog.init: token must be str, got {type(token).__name__}")
     _init_args.check_settings(settings)
     if sink is not None:
         settings["sink"] = sink

@@ -129,6 +129,12 @@ pub const SETTING_NAMES: [&str; 13] = [
 /// writer's resolution passes over them.
 pub const SINK_SETTING_NAMES: [&str; 3] = ["sink", "token", "tls_ca"];
 
+/// Whether a setting takes text (`overflow` and the sink's settings); the others take numbers
+/// (given as numbers or as text).
+pub fn is_text_setting(name: &str) -> bool {
+    name == "overflow" || SINK_SETTING_NAMES.contains(&name)
+}
+
 /// The environment variable for a setting.
 pub fn env_name(setting: &str) -> String {
     format!("STEPLOG_{}", setting.to_ascii_uppercase())
@@ -334,6 +340,16 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(msg.starts_with("notes=\"hi\": unknown setting"), "{msg}");
+    }
+
+    #[test]
+    fn text_settings_are_the_policy_and_the_sink() {
+        for name in ["overflow", "sink", "token", "tls_ca"] {
+            assert!(is_text_setting(name), "{name}");
+        }
+        assert!(!SETTING_NAMES
+            .iter()
+            .any(|n| *n != "overflow" && is_text_setting(n)));
     }
 
     #[test]

@@ -13,19 +13,31 @@ pub fn settings_from(settings: Option<&Bound<'_, PyDict>>) -> PyResult<Vec<(Stri
             if v.is_none() {
                 continue;
             }
+            let text = steplog_core::config::is_text_setting(&name);
             let s = if let Ok(s) = v.cast::<PyString>() {
                 Setting::Text(s.to_str()?.to_string())
-            } else if let Ok(f) = v.extract::<f64>() {
+            } else if let (false, Ok(f)) = (text, v.extract::<f64>()) {
                 if v.is_instance_of::<pyo3::types::PyBool>() {
                     return Err(PyValueError::new_err(format!(
-                        "{name}={v}: expected a number"
+                        "{name}={v}: expected a number, not a bool"
                     )));
                 }
                 Setting::Num(f)
             } else {
+                // NOTE: the token's value is never shown.
+                let shown = if name == "token" {
+                    "...".to_string()
+                } else {
+                    short_repr(&v)
+                };
+                let what = if text {
+                    "a string"
+                } else {
+                    "a number or a string"
+                };
                 return Err(PyValueError::new_err(format!(
-                    "{name}={}: expected a number or a string",
-                    v.repr()?
+                    "{name}={shown}: expected {what}, got {}",
+                    v.get_type().name()?
                 )));
             };
             out.push((name, s));
