@@ -2,6 +2,7 @@
 
 import json
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -81,9 +82,16 @@ def test_module_level_log_and_finish_use_the_current_run(runs):
     assert steplog.finish() is None
 
 
-def test_a_new_init_becomes_current(runs):
+def test_a_new_init_becomes_current_and_warns_once_that_another_is_open(runs, monkeypatch):
+    monkeypatch.setattr(steplog._run, "_warned_open_runs", False)
     a = steplog.init(dir=runs)
-    b = steplog.init(dir=runs)
+    with pytest.warns(steplog.SteplogWarning, match=rf"run\(s\) {a.id} are still open.*new run"):
+        b = steplog.init(dir=runs)
+    c = steplog.init(dir=runs)  # once per process: no second warning (warnings are errors)
+    c.log({"c": 1})
+    c.finish()
+    assert steplog.current() is None, "finishing the current run leaves none current"
+    b._make_current()
     steplog.log({"x": 1})
     a.finish()
     assert steplog.current() is b
@@ -178,3 +186,115 @@ def test_keys_lists_only_keys_with_data(run):
 def only_history(run, key):
     run.finish()
     return steplog.open(run.dir).history(key)
+
+
+def test_a_finished_earlier_run_does_not_warn(runs, monkeypatch):
+    monkeypatch.setattr(steplog._run, "_warned_open_runs", False)
+    steplog.init(dir=runs).finish()
+    steplog.init(dir=runs).finish()  # a warning would fail the test (warnings are errors)
+    assert steplog._run._warned_open_runs is False
+
+
+def test_config_numpy_values_are_stored_as_numbers_and_lists(runs):
+    config = {
+        "lr": np.float32(0.5),
+        "wd": np.float64(1e-4),
+        "long": np.longdouble(0.25),
+        "layers": np.int64(4),
+        "flag": np.bool_(True),
+        "name": np.str_("resnet"),
+        "sizes": np.array([[1, 2], [3, 4]]),
+        "betas": (0.9, np.float32(0.999)),
+        "tags": {"b", "a"},
+        "nested": {"opt": {"lr": np.float16(0.125), "m": [np.int8(1)]}, "empty": {}},
+        "none": None,
+    }
+    run = steplog.init(dir=runs, config=config)
+    run.finish()
+    want = {
+        "lr": 0.5,
+        "wd": 1e-4,
+        "long": 0.25,
+        "layers": 4,
+        "flag": True,
+        "name": "resnet",
+        "sizes": [[1, 2], [3, 4]],
+        "betas": [0.9, pytest.approx(0.999)],
+        "tags": ["a", "b"],
+        "nested": {"opt": {"lr": 0.125, "m": [1]}, "empty": {}},
+        "none": None,
+    }
+    got = steplog.open(run.dir).config
+    assert got == want
+    assert type(got["layers"]) is int and type(got["lr"]) is float and got["flag"] is True
+    assert run.config == got
+
+
+def test_config_tensors_become_lists(runs, monkeypatch):
+    class FakeTensor:  # what steplog uses of a torch.Tensor
+        def detach(self):
+            return self
+
+        def cpu(self):
+            return self
+
+        def tolist(self):
+            return [[1.5, 2.0]]
+
+    fake_torch = type(sys)("torch")
+    fake_torch.Tensor = FakeTensor
+    monkeypatch.setitem(sys.modules, "torch", fake_torch)
+    run = steplog.init(dir=runs, config={"w": FakeTensor(), "x": {"t": FakeTensor()}})
+    run.finish()
+    assert steplog.open(run.dir).config == {"w": [[1.5, 2.0]], "x": {"t": [[1.5, 2.0]]}}
+
+
+def test_config_with_a_real_torch_tensor(runs):
+    torch = pytest.importorskip("torch")
+    run = steplog.init(dir=runs, config={"w": torch.tensor([1, 2]), "s": torch.tensor(0.5)})
+    run.finish()
+    assert steplog.open(run.dir).config == {"w": [1, 2], "s": 0.5}
+
+
+def test_a_config_that_contains_itself_is_refused_by_name(runs):
+    config: dict = {"a": 1}
+    config["self"] = config
+    with pytest.raises(ValueError, match=r"config\['self'\]\['self'\].*contain itself"):
+        steplog.init(dir=runs, config=config)
+    assert not runs.exists() or list(runs.iterdir()) == []
+
+
+@pytest.mark.parametrize("where", ["run.log", "steplog.log", "steplog.Metric.log"])
+@pytest.mark.parametrize(
+    ("step", "error", "shown"),
+    [
+        ("3", TypeError, "step='3' (str): expected an int or None"),
+        (1.5, TypeError, "step=1.5 (float): expected an int or None"),
+        (2**70, ValueError, f"step={2**70} is out of range: steps are 64-bit integers"),
+    ],
+)
+def test_a_bad_step_is_named_with_its_value(run, where, step, error, shown):
+    log = {
+        "run.log": lambda: run.log({"x": 1.0}, step=step),
+        "steplog.log": lambda: steplog.log({"x": 1.0}, step=step),
+        "steplog.Metric.log": lambda: run.metric("x").log(1.0, step=step),
+    }[where]
+    with pytest.raises(error) as e:
+        log()
+    assert str(e.value) == f"{where}: {shown}"
+    run.log({"x": 2.0}, step=np.int64(4))  # numpy ints are ints
+    run.finish()
+    assert steplog.open(run.dir).history("x") == [(4, 2.0)], "the bad call logged nothing"
+
+
+@pytest.mark.parametrize("which", ["nan", "inf"])
+def test_a_bad_reporting_value_is_named(which):
+    setter = getattr(steplog, f"set_reporting_{which}_value")
+    with pytest.raises(TypeError, match=rf"^set_reporting_{which}_value: value='zero' \(str\)"):
+        setter("zero")
+    with pytest.raises(TypeError, match=r"value=True \(bool\)"):
+        setter(True)
+    with pytest.raises(ValueError, match=r"value=inf: expected a finite number"):
+        setter(float("inf"))
+    setter(np.float32(0.5))
+    setter(None)

@@ -37,7 +37,14 @@ def test_a_key_with_only_nan_has_nan_statistics(run):
 
 @pytest.mark.parametrize(
     ("goal", "best"),
-    [("minimize", 0.5), ("min", 0.5), ("maximize", 3.0), ("max", 3.0)],
+    [
+        ("minimize", 0.5),
+        ("min", 0.5),
+        ("maximize", 3.0),
+        ("max", 3.0),
+        ("Maximize", 3.0),
+        (" MIN ", 0.5),
+    ],
 )
 def test_best_follows_the_goal(run, goal, best):
     run.define_metric("acc", summary="best", goal=goal)
@@ -295,3 +302,18 @@ def test_x_auto_with_a_step_metric_that_was_never_logged(run):
     run.finish()
     with pytest.raises(KeyError, match="epoch"):
         steplog.open(run.dir).scalars("loss", x="auto")
+
+
+def test_statistic_names_and_goals_are_read_in_any_case(run):
+    run.define_metric("acc", summary="MAX,Best", goal="Maximize")
+    run.define_metric("loss", summary=" Min , LAST ")
+    run.define_metric("debug", summary="None")
+    for v in [0.5, 0.9, 0.7]:
+        run.log({"acc": v, "loss": 1 - v, "debug": v})
+    assert dict(run.summary) == {
+        "acc": {"max": 0.9, "best": 0.9},
+        "loss": {"min": pytest.approx(0.1), "last": pytest.approx(0.3)},
+    }
+    run.finish()
+    m = steplog.open(run.dir).metrics
+    assert m["acc"] == {"step_metric": None, "summary": ["max", "best"], "goal": "maximize"}

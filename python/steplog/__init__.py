@@ -22,7 +22,8 @@ from ._core import (
     set_reporting_nan_value,
 )
 from ._reader import RunReader, open
-from ._run import Run, Summary, current, define_metric, finish, init
+from ._run import Run, current, define_metric, finish, init
+from ._summary import Summary
 
 __all__ = [
     "ClosedError",

@@ -250,7 +250,7 @@ class RunReader:
         history gives under the run's definitions."""
         out: dict[str, Any] = {}
         for _, s in self._main_last():
-            if s["summary"]:
+            if s["summary"] or s.get("has_summary"):  # keys deleted from it stay absent
                 out.update(s["summary"])
                 continue
             parts: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}

@@ -11,10 +11,10 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Iterator, Mapping, MutableMapping
 from typing import Any
 
-from . import _core, _env
+from . import _core, _env, _init_args
+from ._summary import Summary
 
 RUN_FILE = "run.json"
 SHARD_SUFFIX = ".steplog"
@@ -30,51 +30,6 @@ _live_lock = threading.RLock()  # re-entrant: signal handlers finish runs
 
 def _new_id() -> str:
     return "".join(secrets.choice(_ID_ALPHABET) for _ in range(8))
-
-
-def _config_dict(config: Any) -> dict[str, Any]:
-    if config is None:
-        return {}
-    if isinstance(config, Mapping):
-        return dict(config)
-    if hasattr(config, "__dict__"):  # argparse.Namespace and similar
-        return dict(vars(config))
-    raise TypeError(
-        f"steplog.init: config must be a dict or an argparse.Namespace, got {type(config).__name__}"
-    )
-
-
-class Summary(MutableMapping):
-    """A run's summary: the last value of each scalar or text key, or, for a key whose
-    `define_metric` asks for statistics, a dict of them (`{"min": 0.1, "max": 2.0}`).
-    `run.summary[key] = value` overrides a key until it is logged again. Reading flushes
-    first, so it reflects every `log()` before it."""
-
-    def __init__(self, run: Run) -> None:
-        self._run = run
-
-    def _current(self) -> dict[str, Any]:
-        return self._run._summary()
-
-    def __getitem__(self, key: str) -> Any:
-        return self._current()[key]
-
-    def __setitem__(self, key: str, value: Any) -> None:
-        if not isinstance(key, str):
-            raise TypeError(f"run.summary: keys must be str, got {type(key).__name__}")
-        self._run._set_summary(key, value)
-
-    def __delitem__(self, key: str) -> None:
-        raise TypeError("run.summary: keys cannot be deleted; set another value instead")
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._current())
-
-    def __len__(self) -> int:
-        return len(self._current())
-
-    def __repr__(self) -> str:
-        return f"Summary({self._current()!r})"
 
 
 class Run(_core.Run):
@@ -109,6 +64,10 @@ class Run(_core.Run):
         # Re-entrant: a SIGTERM handler may finish the run while finish() is running.
         self._finish_lock = threading.RLock()
         self._definitions: list[tuple[Any, Any, Any, Any]] = []
+        # Summary reads (see `Summary`): the version the writer was last flushed for, and the
+        # last whole copy with its version.
+        self._summary_flushed: tuple[int, int, int] | None = None
+        self._summary_cache: tuple[tuple[int, int, int], dict[str, Any]] | None = None
         self._exported_token: str | None = None
 
     def _open_process_shard(self) -> None:
@@ -141,10 +100,12 @@ class Run(_core.Run):
         defining the same `name` again replaces its earlier definition.
 
         - `summary`: a comma-separated subset of `min`, `max`, `mean`, `first`, `last`,
-          `best`, or `"none"` to leave the key out of the summary. With statistics,
-          `run.summary[key]` is a dict such as `{"min": 0.1, "max": 2.0}`; without `summary`
-          it stays the plain last value. NaN is skipped by min, max, best and mean.
-        - `goal`: `"minimize"` or `"maximize"` (`"min"`/`"max"` too); `best` needs it.
+          `best`, or `"none"` to leave the key out of the summary, in any case (`"MAX,Best"`).
+          With statistics, `run.summary[key]` is a dict such as `{"min": 0.1, "max": 2.0}`;
+          without `summary` it stays the plain last value. NaN is skipped by min, max, best
+          and mean.
+        - `goal`: `"minimize"` or `"maximize"` (`"min"`/`"max"` too, in any case); `best`
+          needs it.
         - `step_metric`: another metric to use as this one's x-axis
           (`steplog.open(dir).scalars(key, x="auto")`).
 
@@ -277,15 +238,15 @@ def init(
     `overflow`, `block_timeout_s`, `fsync_interval_s`, `finish_timeout_s`, `nan_value`,
     `inf_value`; for network sinks `net_buffer_bytes`, `net_timeout_s`, `tls_ca`.
     """
-    if project is not None and not isinstance(project, str):
-        raise TypeError(f"steplog.init: project must be str, got {type(project).__name__}")
-    if name is not None and not isinstance(name, str):
-        raise TypeError(f"steplog.init: name must be str, got {type(name).__name__}")
-    if not isinstance(dir, (str, os.PathLike)):
-        raise TypeError(f"steplog.init: dir must be a path, got {type(dir).__name__}")
-    for arg, v in (("sink", sink), ("token", token)):
+    shown = _init_args.short_repr
+    for arg, v in (("project", project), ("name", name), ("sink", sink)):
         if v is not None and not isinstance(v, str):
-            raise TypeError(f"steplog.init: {arg} must be str, got {type(v).__name__}")
+            raise TypeError(f"steplog.init: {arg} must be str, got {type(v).__name__} {shown(v)}")
+    if not isinstance(dir, (str, os.PathLike)):
+        raise TypeError(f"steplog.init: dir must be a path, got {type(dir).__name__} {shown(dir)}")
+    if token is not None and not isinstance(token, str):  # NOTE: a token is never shown
+        raise TypeError(f"steplog.init: token must be str, got {type(token).__name__}")
+    _init_args.check_settings(settings)
     if sink is not None:
         settings["sink"] = sink
     root = os.fspath(dir)
@@ -293,13 +254,13 @@ def init(
         raise ValueError("steplog.init: dir must not be empty")
     if os.path.exists(root) and not os.path.isdir(root):
         raise NotADirectoryError(f"steplog.init: dir={root!r} exists and is not a directory")
-    os.makedirs(root, exist_ok=True)
-    cfg = _config_dict(config)
+    cfg = _init_args.config_dict(config)
+    _init_args.make_dir(root, root, exist_ok=True)
     for _ in range(100):
         run_id = _new_id()
         run_dir = os.path.join(root, run_id)
         try:
-            os.mkdir(run_dir)
+            _init_args.make_dir(run_dir, root, exist_ok=False)
             break
         except FileExistsError:
             continue
@@ -348,7 +309,32 @@ def init(
     from . import _process
 
     _process.install_owner_hooks()
+    _warn_if_another_run_is_open(run)
     return run
+
+
+#: Whether the warning about a second open run was shown (once per process).
+_warned_open_runs = False
+
+
+def _warn_if_another_run_is_open(new: Run) -> None:
+    global _warned_open_runs
+    if _warned_open_runs:
+        return
+    pid = os.getpid()
+    with _live_lock:
+        others = [r for r in _live if r is not new and r._owner_pid == pid and not r.finished]
+    if not others:
+        return
+    _warned_open_runs = True
+    names = ", ".join(r.id for r in others)
+    warnings.warn(
+        f"steplog.init: run(s) {names} are still open; the new run {new.id} is now the one "
+        "steplog.log() writes to (each open run's own run.log() still writes to it). Call "
+        "run.finish() when a run is done. This warning is shown once per process.",
+        _core.SteplogWarning,
+        stacklevel=3,
+    )
 
 
 def _attach_from_env() -> Run | None:

@@ -45,6 +45,15 @@ pub enum Setting {
     Text(String),
 }
 
+impl std::fmt::Display for Setting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Setting::Num(n) => write!(f, "{n}"),
+            Setting::Text(s) => f.write_str(s),
+        }
+    }
+}
+
 /// Everything the writer can be tuned with.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct WriterConfig {
@@ -120,6 +129,12 @@ pub const SETTING_NAMES: [&str; 13] = [
 /// writer's resolution passes over them.
 pub const SINK_SETTING_NAMES: [&str; 3] = ["sink", "token", "tls_ca"];
 
+/// Whether a setting takes text (`overflow` and the sink's settings); the others take numbers
+/// (given as numbers or as text).
+pub fn is_text_setting(name: &str) -> bool {
+    name == "overflow" || SINK_SETTING_NAMES.contains(&name)
+}
+
 /// The environment variable for a setting.
 pub fn env_name(setting: &str) -> String {
     format!("STEPLOG_{}", setting.to_ascii_uppercase())
@@ -132,13 +147,13 @@ impl WriterConfig {
         given: &[(String, Setting)],
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Self> {
-        for (name, _) in given {
+        for (name, value) in given {
             if !SETTING_NAMES.contains(&name.as_str())
                 && !SINK_SETTING_NAMES.contains(&name.as_str())
             {
                 return Err(Error::Config {
                     name: name.clone(),
-                    value: String::new(),
+                    value: value.to_string(),
                     reason: format!(
                         "unknown setting; known: {}, {}",
                         SETTING_NAMES.join(", "),
@@ -312,11 +327,29 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(msg.contains("block, drop_new, drop_oldest"), "{msg}");
-        let given = [("flush_interval".to_string(), Setting::Num(1.0))];
+        let given = [("flush_interval".to_string(), Setting::Num(1.5))];
         let msg = WriterConfig::resolve(&given, no_env)
             .unwrap_err()
             .to_string();
-        assert!(msg.contains("unknown setting"), "{msg}");
+        assert!(
+            msg.starts_with("flush_interval=\"1.5\": unknown setting"),
+            "{msg}"
+        );
+        let given = [("notes".to_string(), Setting::Text("hi".into()))];
+        let msg = WriterConfig::resolve(&given, no_env)
+            .unwrap_err()
+            .to_string();
+        assert!(msg.starts_with("notes=\"hi\": unknown setting"), "{msg}");
+    }
+
+    #[test]
+    fn text_settings_are_the_policy_and_the_sink() {
+        for name in ["overflow", "sink", "token", "tls_ca"] {
+            assert!(is_text_setting(name), "{name}");
+        }
+        assert!(!SETTING_NAMES
+            .iter()
+            .any(|n| *n != "overflow" && is_text_setting(n)));
     }
 
     #[test]

@@ -30,6 +30,9 @@ use crate::summary::SummaryValue;
 use crate::value::{Item, KeyId, Value};
 use crate::writer::{Shared, SharedSummary, Writer};
 
+mod summary_view;
+pub use summary_view::SummaryVersion;
+
 /// Longest text value accepted, in bytes.
 pub const MAX_TEXT_BYTES: usize = 1 << 20;
 /// Rows per chunk handed to the writer (fewer for tiny queues).
@@ -286,7 +289,9 @@ impl Logger {
             return Err(Error::Closed);
         }
         let id = self.acc.lock().interner().intern(key)?;
-        self.push_control(Item::SummarySet(id, value))
+        self.push_control(Item::SummarySet(id, value))?;
+        self.note_summary_edit();
+        Ok(())
     }
 
     /// Defines a metric (`define_metric`): its summary statistics and goal apply to the keys
@@ -298,6 +303,7 @@ impl Logger {
         let mut defs = self.defs.lock();
         self.push_control(Item::Define(Box::new(def.clone())))?;
         defs.define(def);
+        self.note_summary_edit();
         Ok(())
     }
 

@@ -51,9 +51,11 @@ impl Stat {
         }
     }
 
-    /// Parses a statistic's name.
+    /// Parses a statistic's name in any case (`"MAX"`, `"Best"`), as wandb does.
     pub fn parse(s: &str) -> Option<Self> {
-        Stat::ALL.into_iter().find(|st| st.name() == s)
+        Stat::ALL
+            .into_iter()
+            .find(|st| st.name().eq_ignore_ascii_case(s))
     }
 }
 
@@ -75,12 +77,17 @@ impl Goal {
         }
     }
 
-    /// Parses a goal; wandb's short spellings `min` and `max` are accepted.
+    /// Parses a goal in any case and with surrounding spaces (`"Maximize"`), as wandb does;
+    /// wandb's short spellings `min` and `max` are accepted.
     pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "minimize" | "min" => Some(Goal::Minimize),
-            "maximize" | "max" => Some(Goal::Maximize),
-            _ => None,
+        let s = s.trim();
+        let is = |name: &str| s.eq_ignore_ascii_case(name);
+        if is("minimize") || is("min") {
+            Some(Goal::Minimize)
+        } else if is("maximize") || is("max") {
+            Some(Goal::Maximize)
+        } else {
+            None
         }
     }
 }
@@ -237,7 +244,7 @@ fn parse_summary(s: &str) -> Result<Vec<Stat>> {
     let mut stats = Vec::new();
     let mut none = false;
     for part in s.split(',').map(str::trim) {
-        if part == "none" {
+        if part.eq_ignore_ascii_case("none") {
             none = true;
         } else if let Some(st) = Stat::parse(part) {
             if !stats.contains(&st) {
@@ -350,6 +357,12 @@ mod tests {
         assert_eq!(d.goal, Some(Goal::Maximize));
         let d = MetricDef::parse("x", None, None, None).unwrap();
         assert_eq!((d.summary, d.goal, d.step_metric), (None, None, None));
+        // Any case and surrounding spaces, as wandb accepts them.
+        let d = MetricDef::parse("acc", None, Some(" MAX,Best "), Some(" Maximize ")).unwrap();
+        assert_eq!(d.summary, Some(vec![Stat::Max, Stat::Best]));
+        assert_eq!(d.goal, Some(Goal::Maximize));
+        let d = MetricDef::parse("acc", None, Some("None"), Some("MIN")).unwrap();
+        assert_eq!((d.summary, d.goal), (Some(vec![]), Some(Goal::Minimize)));
 
         let cases = [
             ("loss", None, Some("avg"), None, "summary"),

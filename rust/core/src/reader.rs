@@ -83,6 +83,9 @@ pub struct ShardData {
     pub others: Vec<(i64, Arc<str>, Value)>,
     /// The last summary snapshot.
     pub summary: Vec<(String, SummaryValue)>,
+    /// Whether the shard holds a summary frame (an empty last snapshot is still one: every
+    /// key deleted or left out, not "no summary written").
+    pub has_summary: bool,
     /// The last snapshot of the metric definitions, oldest first.
     pub metrics: MetricDefs,
     /// Rows lost before reaching the file: (rows, reason).
@@ -299,6 +302,7 @@ impl Decoder {
                     .iter()
                     .filter_map(|(k, v)| Some((k.as_str()?.to_string(), summary_value(v)?)))
                     .collect();
+                self.out.has_summary = true;
             }
             Some(Kind::Metrics) => self.out.metrics = MetricDefs::decode(v)?,
             Some(Kind::Gap) => {

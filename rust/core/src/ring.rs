@@ -127,7 +127,7 @@ impl Ring {
                     .fetch_add(chunk.rows() as u64, Relaxed);
                 self.recycle(chunk);
             }
-            Item::SummarySet(..) | Item::Define(_) | Item::RunMeta(_) => {
+            Item::SummarySet(..) | Item::SummaryDelete(_) | Item::Define(_) | Item::RunMeta(_) => {
                 self.stats.summary_dropped.fetch_add(1, Relaxed);
             }
         }
@@ -171,7 +171,7 @@ impl Ring {
 fn rows_of(item: &Item) -> u64 {
     match item {
         Item::Chunk(c) => c.rows() as u64,
-        Item::SummarySet(..) | Item::Define(_) | Item::RunMeta(_) => 0,
+        Item::SummarySet(..) | Item::SummaryDelete(_) | Item::Define(_) | Item::RunMeta(_) => 0,
     }
 }
 

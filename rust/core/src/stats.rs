@@ -17,6 +17,9 @@ pub struct Stats {
     pub rows_written: AtomicU64,
     /// `run.summary[k] = v` updates and metric definitions dropped because the ring was full.
     pub summary_dropped: AtomicU64,
+    /// `run.summary` overrides, deletions and metric definitions queued: with the rows
+    /// committed, what tells a summary reader that its last snapshot is out of date.
+    pub summary_edits: AtomicU64,
     /// Rows the sink failed to take (I/O errors).
     pub rows_failed: AtomicU64,
     /// `log()` calls rejected because their step was smaller than the current one.

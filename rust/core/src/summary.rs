@@ -5,7 +5,9 @@
 //! Invariants: NaN never enters min, max, best or mean (they are NaN only while the key has no
 //! other number); first and last are the values as logged, NaN included; every statistic is
 //! kept for every key whatever its definition, so a definition made after a key was logged
-//! shows the key's whole history; an override shows until the key is logged again.
+//! shows the key's whole history; an override shows until the key is logged again. A key
+//! deleted (`del run.summary[key]`) is out of the summary, its statistics forgotten, until it
+//! is logged or set again; its history then starts at that value.
 
 use std::borrow::Cow;
 
@@ -233,6 +235,15 @@ impl Summaries {
         self.dirty = true;
     }
 
+    /// `del run.summary[key]`: the key leaves the summary and its statistics are forgotten;
+    /// a later log or override of it starts them again.
+    pub fn delete(&mut self, key: KeyId) {
+        if let Some(stats) = self.keys.get_mut(key as usize) {
+            *stats = KeyStats::default();
+            self.dirty = true;
+        }
+    }
+
     /// Adds a definition; it applies to keys already logged and to later ones.
     pub fn define(&mut self, def: MetricDef) {
         self.defs.define(def);
@@ -420,5 +431,40 @@ mod tests {
             o.present(Some(&def("min", None))),
             Some(SummaryValue::Plain(Value::I64(3)))
         );
+    }
+
+    #[test]
+    fn a_deleted_key_leaves_the_snapshot_until_logged_again() {
+        let registry = KeyRegistry::new();
+        let mut interner = crate::keys::Interner::new(std::sync::Arc::clone(&registry));
+        let (a, b) = (interner.intern("a").unwrap(), interner.intern("b").unwrap());
+        let mut s = Summaries::default();
+        s.define(MetricDef::parse("a", None, Some("min,max"), None).unwrap());
+        for v in [5.0, 1.0] {
+            s.observe(a, &f(v));
+        }
+        s.observe(b, &f(2.0));
+        s.dirty = false;
+        s.delete(a);
+        assert!(s.dirty, "a deletion must be written");
+        let ids = |s: &mut Summaries| -> Vec<KeyId> {
+            s.snapshot(&registry).into_iter().map(|(k, _)| k).collect()
+        };
+        assert_eq!(ids(&mut s), [b]);
+        // Logged again, it comes back with statistics of the values since the deletion.
+        s.observe(a, &f(3.0));
+        let got = s.snapshot(&registry);
+        assert_eq!(got[0].0, a);
+        assert_eq!(
+            stats_of(Some(got[0].1.clone())),
+            [("min".to_string(), f(3.0)), ("max".to_string(), f(3.0))]
+        );
+        // An override brings it back too; deleting an id never seen is a no-op.
+        s.delete(a);
+        s.set(a, Value::I64(7));
+        assert_eq!(ids(&mut s), [a, b]);
+        s.dirty = false;
+        s.delete(999);
+        assert!(!s.dirty);
     }
 }

@@ -84,6 +84,8 @@ pub enum Item {
     Chunk(crate::chunk::Chunk),
     /// `run.summary[key] = value`.
     SummarySet(KeyId, Value),
+    /// `del run.summary[key]`.
+    SummaryDelete(KeyId),
     /// `define_metric(...)`.
     Define(Box<crate::metric::MetricDef>),
     /// The run's metadata as JSON, for a collector's `run.json` (a run frame).

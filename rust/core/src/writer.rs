@@ -246,6 +246,10 @@ impl State {
                 self.summaries.set(key, value);
                 self.pending_since.get_or_insert_with(Instant::now);
             }
+            Item::SummaryDelete(key) => {
+                self.summaries.delete(key);
+                self.pending_since.get_or_insert_with(Instant::now);
+            }
             Item::Define(def) => {
                 self.summaries.define(*def);
                 self.pending_since.get_or_insert_with(Instant::now);

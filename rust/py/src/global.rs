@@ -5,8 +5,9 @@
 use std::sync::Arc;
 
 use arc_swap::ArcSwapOption;
-use pyo3::exceptions::PyValueError;
+use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
+use pyo3::types::PyBool;
 
 use crate::run::PyRun;
 
@@ -30,7 +31,11 @@ pub fn clear_current_if(run: &PyRun) {
 /// forkserver, the first call attaches to the run named by `STEPLOG_RUN_DIR`.
 #[pyfunction]
 #[pyo3(signature = (data, step=None, commit=None))]
-pub fn log(data: &Bound<'_, PyAny>, step: Option<i64>, commit: Option<bool>) -> PyResult<()> {
+pub fn log(
+    data: &Bound<'_, PyAny>,
+    #[pyo3(from_py_with = crate::args::global_step)] step: Option<i64>,
+    commit: Option<bool>,
+) -> PyResult<()> {
     let py = data.py();
     let run = match CURRENT.load_full() {
         Some(run) => run,
@@ -59,7 +64,7 @@ pub fn current_run(py: Python<'_>) -> Option<Py<PyRun>> {
 /// wins over it.
 #[pyfunction]
 #[pyo3(signature = (value=None))]
-pub fn set_reporting_nan_value(value: Option<f64>) -> PyResult<()> {
+pub fn set_reporting_nan_value(value: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
     steplog_core::nonfinite::set_global_nan(check_replacement("nan", value)?);
     Ok(())
 }
@@ -67,15 +72,31 @@ pub fn set_reporting_nan_value(value: Option<f64>) -> PyResult<()> {
 /// Process-wide Inf replacement (ClearML's name), negated for -Inf; `None` keeps Inf.
 #[pyfunction]
 #[pyo3(signature = (value=None))]
-pub fn set_reporting_inf_value(value: Option<f64>) -> PyResult<()> {
+pub fn set_reporting_inf_value(value: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
     steplog_core::nonfinite::set_global_inf(check_replacement("inf", value)?);
     Ok(())
 }
 
-fn check_replacement(what: &str, value: Option<f64>) -> PyResult<Option<f64>> {
-    match value {
+/// `value` as a finite float or `None`; errors name the function, the argument and the value.
+fn check_replacement(what: &str, value: Option<&Bound<'_, PyAny>>) -> PyResult<Option<f64>> {
+    let Some(value) = value.filter(|v| !v.is_none()) else {
+        return Ok(None);
+    };
+    let shown = || crate::args::short_repr(value);
+    let number = if value.is_instance_of::<PyBool>() {
+        None
+    } else {
+        value.extract::<f64>().ok()
+    };
+    match number {
+        None => Err(PyTypeError::new_err(format!(
+            "set_reporting_{what}_value: value={} ({}): expected a finite number or None",
+            shown(),
+            value.get_type().name()?
+        ))),
         Some(v) if !v.is_finite() => Err(PyValueError::new_err(format!(
-            "set_reporting_{what}_value({v}): expected a finite number or None"
+            "set_reporting_{what}_value: value={}: expected a finite number or None",
+            shown()
         ))),
         v => Ok(v),
     }

@@ -12,6 +12,7 @@ mod push;
 mod read;
 mod run;
 mod serve;
+mod summary;
 mod topy;
 
 use pyo3::prelude::*;
@@ -36,6 +37,8 @@ mod _core {
     use crate::run::PyRun;
     #[pymodule_export]
     use crate::serve::serve;
+    #[pymodule_export]
+    use crate::summary::{summary_delete, summary_get, summary_read, summary_version};
 
     use super::*;
 
@@ -43,6 +46,9 @@ mod _core {
     fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
         m.add("__version__", env!("CARGO_PKG_VERSION"))?;
         m.add("FORMAT_VERSION", steplog_core::shard::FORMAT_VERSION)?;
+        let mut settings = steplog_core::config::SETTING_NAMES.to_vec();
+        settings.extend(steplog_core::config::SINK_SETTING_NAMES);
+        m.add("SETTING_NAMES", settings)?;
         Ok(())
     }
 }

@@ -74,7 +74,7 @@ impl PyMetric {
         &self,
         py: Python<'_>,
         value: &Bound<'_, PyAny>,
-        step: Option<i64>,
+        #[pyo3(from_py_with = crate::args::metric_step)] step: Option<i64>,
         commit: Option<bool>,
     ) -> PyResult<()> {
         let run = self.run.bind(py);

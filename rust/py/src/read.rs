@@ -57,6 +57,7 @@ pub fn read_shard<'py>(py: Python<'py>, path: std::path::PathBuf) -> PyResult<Bo
         summary.set_item(k, summary_to_py(py, v)?)?;
     }
     out.set_item("summary", summary)?;
+    out.set_item("has_summary", data.has_summary)?;
     let metrics = PyList::empty(py);
     for m in data.metrics.as_slice() {
         let summary = m

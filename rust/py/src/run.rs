@@ -25,7 +25,7 @@ use steplog_core::{
 use crate::args::{settings_from, shard_info, str_arg};
 use crate::convert::{flatten, stage_plain, to_value, Cells, KeyName};
 use crate::errors::{ClosedError, IntoPy, SteplogWarning};
-use crate::topy::{nonfinite_dict, stats_dict, summary_to_py};
+use crate::topy::{nonfinite_dict, stats_dict};
 
 /// This process's shard of a run.
 pub struct Shard {
@@ -95,7 +95,7 @@ fn open_shard(
 
 impl PyRun {
     /// This process's shard, opened on first use in a forked or attached process.
-    fn shard(slf: &Bound<'_, Self>) -> PyResult<Arc<Shard>> {
+    pub(crate) fn shard(slf: &Bound<'_, Self>) -> PyResult<Arc<Shard>> {
         let run = slf.get();
         if let Some(shard) = run.shard.load_full() {
             return Ok(shard);
@@ -109,6 +109,11 @@ impl PyRun {
         run.shard
             .load_full()
             .ok_or_else(|| ClosedError::new_err("steplog: this process could not open its shard"))
+    }
+
+    /// This process's shard if it has one (never opens it).
+    pub(crate) fn loaded_shard(&self) -> Option<Arc<Shard>> {
+        self.shard.load_full()
     }
 
     /// Runs `f` on this process's shard, opening it first in a forked or attached process.
@@ -257,7 +262,7 @@ impl PyRun {
     fn log(
         slf: &Bound<'_, Self>,
         data: &Bound<'_, PyAny>,
-        step: Option<i64>,
+        #[pyo3(from_py_with = crate::args::run_step)] step: Option<i64>,
         commit: Option<bool>,
     ) -> PyResult<()> {
         Self::log_bound(slf, data, step, commit)
@@ -370,24 +375,6 @@ impl PyRun {
             "nonfinite",
             nonfinite_dict(py, shard.logger.nonfinite().into_iter())?,
         )?;
-        Ok(d)
-    }
-
-    /// The current summary of this process's shard (flushes first, so it includes everything
-    /// logged before).
-    fn _summary<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyDict>> {
-        let py = slf.py();
-        let d = PyDict::new(py);
-        let Some(shard) = slf.get().shard.load_full() else {
-            return Ok(d);
-        };
-        if !shard.logger.is_finished() {
-            let t = Duration::from_secs_f64(shard.logger.config().finish_timeout_s);
-            py.detach(|| shard.logger.flush(t)).py()?;
-        }
-        for (k, v) in shard.logger.summary() {
-            d.set_item(k.as_ref(), summary_to_py(py, &v)?)?;
-        }
         Ok(d)
     }
 

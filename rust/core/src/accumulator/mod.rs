@@ -85,6 +85,11 @@ impl Accumulator {
         self.step
     }
 
+    /// A number that grows by one at each committed row (what changes a summary).
+    pub fn commits(&self) -> u64 {
+        self.generation
+    }
+
     /// Calls rejected because their step was smaller than the current one.
     pub fn rejected(&self) -> u64 {
         self.rejected
