@@ -1,7 +1,7 @@
 """Type stubs for the Rust extension `steplog._core`."""
 
 from os import PathLike
-from typing import Any
+from typing import Any, final
 
 import numpy as np
 import numpy.typing as npt
@@ -83,14 +83,24 @@ class Run:
 
 def log(data: dict[str, Any], step: int | None = None, commit: bool | None = None) -> None: ...
 def current_run() -> Run | None: ...
+
+@final
+class HistorySummary:
+    """A shard's statistics replayed from its history (a shard without a summary frame)."""
+
+    def summary(self, metrics: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]: ...
+    def __len__(self) -> int: ...
+
 def read_shard(path: str | PathLike[str]) -> dict[str, Any]: ...
+def glob_match(pattern: str, name: str) -> bool: ...
 def push(
     path: str | PathLike[str],
     sink: str,
     token: str,
     tls_ca: str | PathLike[str] | None = None,
     timeout_s: float = 30.0,
-) -> int: ...
+    run_meta: str | None = None,
+) -> tuple[int, bool]: ...
 def set_reporting_nan_value(value: float | None = None) -> None: ...
 def set_reporting_inf_value(value: float | None = None) -> None: ...
 def serve(

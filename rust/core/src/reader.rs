@@ -83,6 +83,8 @@ pub struct ShardData {
     pub others: Vec<(i64, Arc<str>, Value)>,
     /// The last summary snapshot.
     pub summary: Vec<(String, SummaryValue)>,
+    /// Whether a summary frame was read (an empty `summary` may be a real, empty snapshot).
+    pub has_summary: bool,
     /// The last snapshot of the metric definitions, oldest first.
     pub metrics: MetricDefs,
     /// Rows lost before reaching the file: (rows, reason).
@@ -295,6 +297,7 @@ impl Decoder {
                 let Mp::Map(pairs) = v else {
                     return Err("summary is not a map".into());
                 };
+                self.out.has_summary = true;
                 self.out.summary = pairs
                     .iter()
                     .filter_map(|(k, v)| Some((k.as_str()?.to_string(), summary_value(v)?)))
