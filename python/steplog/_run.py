@@ -22,6 +22,10 @@ SHARD_SUFFIX = ".steplog"
 RUN_DIR_ENV = "STEPLOG_RUN_DIR"
 #: The collector's token, for runs that stream to one.
 TOKEN_ENV = "STEPLOG_TOKEN"
+#: Where runs go when `init(dir=)` is not given (else `DEFAULT_DIR`); `steplog show` and
+#: `steplog ls` look there too.
+DIR_ENV = "STEPLOG_DIR"
+DEFAULT_DIR = "steplog-runs"
 _ID_ALPHABET = string.ascii_lowercase + string.digits
 
 _live: list[Run] = []
@@ -257,13 +261,15 @@ def _shard_for(
 def init(
     project: str | None = None,
     name: str | None = None,
-    dir: str | os.PathLike[str] = "steplog-runs",
+    dir: str | os.PathLike[str] | None = None,
     config: Any = None,
     sink: str | None = None,
     token: str | None = None,
     **settings: Any,
 ) -> Run:
     """Starts a run in `<dir>/<run id>/` and makes it the target of `steplog.log()`.
+
+    `dir` defaults to `$STEPLOG_DIR`, else `steplog-runs` (in the working directory).
 
     `sink`: where the shards go. The default (or `"file"`) writes them into the run
     directory; `"tcp://HOST:PORT"` (or `"tls://HOST:PORT"`) streams them to a collector,
@@ -281,6 +287,8 @@ def init(
         raise TypeError(f"steplog.init: project must be str, got {type(project).__name__}")
     if name is not None and not isinstance(name, str):
         raise TypeError(f"steplog.init: name must be str, got {type(name).__name__}")
+    if dir is None:
+        dir = os.environ.get(DIR_ENV) or DEFAULT_DIR
     if not isinstance(dir, (str, os.PathLike)):
         raise TypeError(f"steplog.init: dir must be a path, got {type(dir).__name__}")
     for arg, v in (("sink", sink), ("token", token)):

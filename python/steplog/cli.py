@@ -1,18 +1,24 @@
-"""The `steplog` command: `demo`, `show`, `bench`, `serve`, `push`."""
+"""The `steplog` command: `demo`, `show`, `ls`, `bench`, `serve`, `push`."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import math
 import os
+import socket
 import sys
 import time
+import warnings
 from typing import Any
 
 import numpy as np
 
 
 def _fmt(v: Any) -> str:
+    if v is None:
+        return "-"
     if isinstance(v, float):
         return f"{v:.6g}"
     if isinstance(v, dict):  # a summary entry with statistics
@@ -35,7 +41,10 @@ def demo(args: argparse.Namespace) -> int:
     # Training-curve data as a real loop produces it: float32 losses, a float64 schedule,
     # integer counters. Prepared up front so the timed loop measures logging.
     t = np.arange(steps, dtype=np.float64)
-    loss = (2.5 * np.exp(-t / (steps / 5)) + 0.05 * rng.standard_normal(steps)).astype(np.float32)
+    # Exponential decay from 2.5 to a floor of 0.08, with multiplicative noise (about 5%),
+    # so the loss stays positive and noisy to the end, as a real one does.
+    curve = 0.08 + (2.5 - 0.08) * np.exp(-t / (steps / 5))
+    loss = (curve * np.exp(0.05 * rng.standard_normal(steps))).astype(np.float32)
     acc = np.clip(1 - loss / 3, 0, 1).astype(np.float32)
     lr = 1e-3 * np.minimum(1.0, t / 1000) * 0.5 * (1 + np.cos(math.pi * t / steps))
     grad = np.abs(rng.standard_normal(steps)).astype(np.float32)
@@ -99,40 +108,192 @@ def demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _meta_field(m: dict[str, Any], key: str) -> str:
+    return _fmt(m.get(key))
+
+
+def _key_line(r: Any, key: str) -> str:
+    """What one key holds, for `show`: scalars, histograms (with their bins), lists, text."""
+    try:
+        steps, _ = r.scalars(key)
+        return f"{len(steps):>10,} scalars"
+    except TypeError:
+        pass
+    items = r.history(key)
+    hists = r.histograms(key)
+    parts = []
+    if hists:
+        bins = sorted({len(counts) for _, counts, _ in hists})
+        shown = f"{bins[0]}" if len(bins) == 1 else f"{bins[0]}-{bins[-1]}"
+        parts.append(f"{len(hists):>10,} histograms ({shown} bins)")
+    lists = sum(isinstance(v, list) for _, v in items)
+    if lists:
+        parts.append(f"{lists:>10,} lists")
+    texts = sum(isinstance(v, str) for _, v in items)
+    if texts:
+        parts.append(f"{texts:>10,} text values")
+    others = len(items) - len(hists) - lists - texts
+    if others:
+        parts.append(f"{others:>10,} values")
+    return ", ".join(parts)
+
+
 def show(args: argparse.Namespace) -> int:
     """Prints a run's metadata, keys and summary."""
     import steplog
 
-    r = steplog.open(args.run_dir)
+    from ._reader import find_run
+
+    r = steplog.open(find_run(args.run))
     m = r.meta
-    print(f"run {m.get('id', '?')}  name={m.get('name')}  project={m.get('project')}")
-    print(f"  status   {m.get('status', 'unknown')}  created {m.get('created_iso', '?')}")
     print(
-        f"  host     {m.get('host')}  pid {m.get('pid')}  python {m.get('python')}"
-        f"  steplog {m.get('steplog')}"
+        f"run {_meta_field(m, 'id')}  name={_meta_field(m, 'name')}  "
+        f"project={_meta_field(m, 'project')}"
     )
-    print(f"  argv     {' '.join(m.get('argv', []))}")
+    print(f"  status   {_meta_field(m, 'status')}  created {_meta_field(m, 'created_iso')}")
+    print(
+        f"  host     {_meta_field(m, 'host')}  pid {_meta_field(m, 'pid')}  "
+        f"python {_meta_field(m, 'python')}  steplog {_meta_field(m, 'steplog')}"
+    )
+    print(f"  argv     {' '.join(m.get('argv') or []) or '-'}")
     if r.config:
         print("  config   " + ", ".join(f"{k}={_fmt(v)}" for k, v in r.config.items()))
     print(f"  shards   {len(r.shards)}  rows {r.rows:,}  dropped {r.dropped}")
     for sh in r.shards:
         state = "closed" if sh["closed"] else "not closed (crashed or still running)"
         print(
-            f"    {sh['file']}: pid {sh.get('pid')} host {sh.get('host')} "
-            f"rank {sh.get('rank')} rows {sh['rows']:,} {state}"
+            f"    {sh['file']}: pid {_fmt(sh.get('pid'))} host {_fmt(sh.get('host'))} "
+            f"rank {_fmt(sh.get('rank'))} rows {sh['rows']:,} {state}"
         )
     print("  keys")
     for k in r.keys():
-        try:
-            steps, _ = r.scalars(k)
-            print(f"    {k:<32} {len(steps):>10,} scalars")
-        except TypeError:
-            print(f"    {k:<32} {len(r.history(k)):>10,} values")
+        print(f"    {k:<32} {_key_line(r, k)}")
     print("  summary")
     for k, v in r.summary.items():
         print(f"    {k:<32} {_fmt(v)}")
     for p in r.problems:
         print(f"  problem  {p}")
+    return 0
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None or not math.isfinite(seconds) or seconds < 0:
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+def _size(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"  # pragma: no cover - the loop always returns
+
+
+def _alive(pid: Any) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def _run_row(run_dir: str) -> dict[str, str]:
+    """One line of `steplog ls`: what run.json says, and what the shards hold."""
+    import steplog
+
+    row = {"id": os.path.basename(run_dir)}
+    size = 0
+    for f in os.listdir(run_dir):
+        with contextlib.suppress(OSError):  # removed meanwhile
+            size += os.path.getsize(os.path.join(run_dir, f))
+    row["size"] = _size(size)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # damage shows as "damaged" below
+            r = steplog.open(run_dir)
+    except (OSError, ValueError, steplog.SteplogError) as e:
+        row.update(status=f"unreadable ({type(e).__name__})")
+        return row
+    m = r.meta
+    status = m.get("status") or "unknown"
+    if status == "running" and m.get("host") == socket.gethostname() and not _alive(m.get("pid")):
+        status = "crashed"
+    if any(not p["torn_tail"] for p in r.problems):
+        status += ", damaged"
+    created = m.get("created")
+    ended = m.get("ended")
+    if not isinstance(ended, (int, float)) and status != "running":
+        try:  # a crashed run: until its last row
+            ts = r.scalars("_timestamp")[1]
+            ended = float(ts.max()) if ts.size else None
+        except (KeyError, TypeError):
+            ended = None
+    elif status == "running":
+        ended = time.time()
+    duration = (
+        ended - created
+        if isinstance(created, (int, float)) and isinstance(ended, (int, float))
+        else None
+    )
+    start = (
+        time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(created))
+        if isinstance(created, (int, float))
+        else "-"
+    )
+    row.update(
+        project=_fmt(m.get("project")),
+        name=_fmt(m.get("name")),
+        status=status,
+        start=start,
+        duration=_duration(duration),
+        rows=f"{r.rows:,}",
+    )
+    return row
+
+
+_LS_COLUMNS = ("id", "project", "name", "status", "start", "duration", "rows", "size")
+_LS_RIGHT = {"duration", "rows", "size"}
+
+
+def ls(args: argparse.Namespace) -> int:
+    """Lists the runs in a directory as an aligned table, oldest first."""
+    from ._reader import _is_run, list_runs, run_roots
+
+    root = args.dir if args.dir is not None else run_roots()[0]
+    if not os.path.isdir(root):
+        raise FileNotFoundError(f"{root}: no such directory of runs")
+    dirs = [os.path.join(root, name) for name in list_runs(root)]
+    if not dirs and _is_run(root):
+        dirs = [root]  # a run directory itself
+    if not dirs:
+        print(f"no runs in {root}")
+        return 0
+    rows = [_run_row(d) for d in dirs]
+    rows.sort(key=lambda r: (r.get("start", "-"), r["id"]))
+    widths = {c: max(len(c), *(len(r.get(c, "-")) for r in rows)) for c in _LS_COLUMNS}
+
+    def line(cells: dict[str, str]) -> str:
+        out = []
+        for c in _LS_COLUMNS:
+            v = cells.get(c, "-")
+            out.append(v.rjust(widths[c]) if c in _LS_RIGHT else v.ljust(widths[c]))
+        return "  ".join(out).rstrip()
+
+    print(line({c: c.upper() for c in _LS_COLUMNS}))
+    for r in rows:
+        print(line(r))
     return 0
 
 
@@ -211,8 +372,10 @@ def serve(args: argparse.Namespace) -> int:
 
 
 def push(args: argparse.Namespace) -> int:
-    """Sends shard files (a network run's spill files) to a collector."""
+    """Sends shard files (a network run's spill files, or an offline run's shards) to a
+    collector; each closed shard takes the run's `run.json` along."""
     from . import _core
+    from ._reader import find_run
 
     token = _read_token(args)
     if not token:
@@ -227,17 +390,51 @@ def push(args: argparse.Namespace) -> int:
         elif os.path.exists(path):
             files.append(path)
         else:
-            raise FileNotFoundError(f"{path}: no such file or run directory")
+            run_dir = find_run(path)  # a run id; raises saying where it looked
+            files += sorted(
+                os.path.join(run_dir, f) for f in os.listdir(run_dir) if f.endswith(".steplog")
+            )
     failed = 0
     for f in files:
+        run_meta = _run_json_for(f)
         try:
-            held = _core.push(f, args.sink, token, tls_ca=args.tls_ca, timeout_s=args.timeout_s)
+            held, sent = _core.push(
+                f,
+                args.sink,
+                token,
+                tls_ca=args.tls_ca,
+                timeout_s=args.timeout_s,
+                run_meta=run_meta,
+            )
         except (OSError, _core.SteplogError, ValueError) as e:
             print(f"steplog push: {f}: {e}", file=sys.stderr)
             failed += 1
             continue
-        print(f"steplog push: {f}: the collector holds {held} frames of this shard")
+        if sent:
+            note = " and the run's run.json"
+        elif run_meta is None:
+            note = " (no run.json beside it to send)"
+        else:
+            note = (
+                " (run.json not sent: the shard is not closed, as the run is still running or "
+                "crashed; a frame after its end could collide with the writer's next one)"
+            )
+        print(f"steplog push: {f}: the collector holds {held} frames of this shard{note}")
     return 1 if failed else 0
+
+
+def _run_json_for(shard: str) -> str | None:
+    """The text of the `run.json` in a shard's run directory, if there is a readable one."""
+    path = os.path.join(os.path.dirname(os.path.abspath(shard)), "run.json")
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+        if isinstance(json.loads(text), dict):
+            return text
+    except (OSError, ValueError) as e:
+        if not isinstance(e, FileNotFoundError):
+            print(f"steplog push: {path}: not sent ({e})", file=sys.stderr)
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -245,11 +442,22 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("demo", help="log a synthetic training run, read it back, report costs")
     p.add_argument("--steps", type=int, default=300_000, help="training steps (default 300000)")
-    p.add_argument("--dir", default="steplog-runs", help="runs directory (default steplog-runs)")
+    p.add_argument("--dir", help="runs directory (default: $STEPLOG_DIR, else steplog-runs)")
     p.set_defaults(func=demo)
     p = sub.add_parser("show", help="print a run's metadata, keys and summary")
-    p.add_argument("run_dir")
+    p.add_argument(
+        "run",
+        help="a run directory, or a run id (or its beginning) under $STEPLOG_DIR or ./steplog-runs",
+    )
     p.set_defaults(func=show)
+    p = sub.add_parser(
+        "ls",
+        help="list runs: id, project, name, status, start (local time), duration, rows, size",
+    )
+    p.add_argument(
+        "dir", nargs="?", help="directory of runs (default: $STEPLOG_DIR, else steplog-runs)"
+    )
+    p.set_defaults(func=ls)
     p = sub.add_parser(
         "bench",
         help="measure log() overhead on this machine next to a bare C call (about 10 s)",
@@ -278,9 +486,11 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=serve)
     p = sub.add_parser(
         "push",
-        help="send a network run's spill files (or any shard files) to a collector",
+        help="send a network run's spill files, or an offline run, to a collector",
     )
-    p.add_argument("paths", nargs="+", help="shard files, or run directories to send all of")
+    p.add_argument(
+        "paths", nargs="+", help="shard files, or run directories (or run ids) to send all of"
+    )
     p.add_argument("--sink", required=True, help="the collector, tcp://HOST:PORT or tls://...")
     p.add_argument("--token-file", help="file holding the token (default: $STEPLOG_TOKEN)")
     p.add_argument("--tls-ca", help="PEM bundle to verify a tls:// collector with")
@@ -291,7 +501,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--steps must be at least 1")
     try:
         return args.func(args)
-    except (FileNotFoundError, NotADirectoryError) as e:
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError) as e:
         print(f"steplog: {e}", file=sys.stderr)
         return 2
 
