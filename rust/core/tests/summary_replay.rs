@@ -54,6 +54,7 @@ fn the_recomputed_summary_equals_the_live_one() {
     define(&logger, "loss", Some("best,last"), Some("minimize"));
     define(&logger, "hidden", Some("none"), None);
     define(&logger, "phase", Some("first,last,min"), None);
+    define(&logger, "mixed", Some("min,max,mean,first,last"), None);
     let hist = Value::Histogram(Box::new(Histogram {
         counts: vec![1, 2],
         edges: vec![0.0, 1.0, 2.0],
@@ -80,6 +81,15 @@ fn the_recomputed_summary_equals_the_live_one() {
             ("hidden", Value::F64(x)),
             ("list_only", Value::List(vec![x, x + 1.0].into())),
             ("hist_only", hist.clone()),
+            // Two dtypes in one key: its series are merged by step.
+            (
+                "mixed",
+                if i % 3 == 0 {
+                    Value::I64(3000 - i)
+                } else {
+                    Value::F64(x * 0.5)
+                },
+            ),
         ];
         if i % 500 == 0 {
             cells.push(("phase", Value::Text(format!("phase-{}", i / 500).into())));

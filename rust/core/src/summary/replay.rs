@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use crate::batch::DType;
 use crate::keys::TIMESTAMP_KEY;
 use crate::metric::MetricDefs;
-use crate::reader::{Scalars, ShardData};
+use crate::reader::{Scalars, Series, ShardData};
 use crate::value::Value;
 
 use super::{KeyStats, SummaryValue};
@@ -31,29 +31,68 @@ fn dtype_rank(d: DType) -> u8 {
     }
 }
 
-impl HistoryStats {
-    /// Replays every scalar and text value of `data`, key by key, in step order.
-    pub fn from_shard(data: &ShardData) -> Self {
-        // Per key: (step, order within the step, value).
-        let mut items: HashMap<&str, Vec<(i64, u8, Value)>> = HashMap::new();
-        for ((name, dtype), s) in &data.series {
-            let rank = dtype_rank(*dtype);
-            let out = items.entry(name.as_str()).or_default();
+/// Where one key's values are: its scalar series (by dtype rank) and its other values.
+#[derive(Default)]
+struct Sources<'a> {
+    series: Vec<(u8, &'a Series)>,
+    others: Vec<(i64, &'a Value)>,
+}
+
+fn observe_all(stats: &mut KeyStats, values: &Scalars) {
+    match values {
+        Scalars::F64(v) => v.iter().for_each(|x| stats.observe(&Value::F64(*x))),
+        Scalars::I64(v) => v.iter().for_each(|x| stats.observe(&Value::I64(*x))),
+        Scalars::Bool(v) => v.iter().for_each(|x| stats.observe(&Value::Bool(*x))),
+    }
+}
+
+impl Sources<'_> {
+    fn replay(self) -> KeyStats {
+        let mut stats = KeyStats::default();
+        if let ([(_, s)], []) = (self.series.as_slice(), self.others.as_slice()) {
+            if s.steps.windows(2).all(|w| w[0] <= w[1]) {
+                // The usual case: one dtype, in step order already.
+                observe_all(&mut stats, &s.values);
+                return stats;
+            }
+        }
+        // (step, order within the step, value); the sort is stable, so values of one step
+        // and kind keep their file order.
+        let mut items: Vec<(i64, u8, Value)> = Vec::new();
+        for (rank, s) in self.series {
+            let steps = s.steps.iter().copied();
             match &s.values {
                 Scalars::F64(v) => {
-                    out.extend((s.steps.iter().zip(v)).map(|(st, x)| (*st, rank, Value::F64(*x))))
+                    items.extend(steps.zip(v).map(|(st, x)| (st, rank, Value::F64(*x))))
                 }
                 Scalars::I64(v) => {
-                    out.extend((s.steps.iter().zip(v)).map(|(st, x)| (*st, rank, Value::I64(*x))))
+                    items.extend(steps.zip(v).map(|(st, x)| (st, rank, Value::I64(*x))))
                 }
                 Scalars::Bool(v) => {
-                    out.extend((s.steps.iter().zip(v)).map(|(st, x)| (*st, rank, Value::Bool(*x))))
+                    items.extend(steps.zip(v).map(|(st, x)| (st, rank, Value::Bool(*x))))
                 }
             }
         }
+        items.extend(self.others.into_iter().map(|(st, v)| (st, 3, v.clone())));
+        items.sort_by_key(|(step, rank, _)| (*step, *rank));
+        for (_, _, v) in &items {
+            stats.observe(v);
+        }
+        stats
+    }
+}
+
+impl HistoryStats {
+    /// Replays every scalar and text value of `data`, key by key, in step order.
+    pub fn from_shard(data: &ShardData) -> Self {
+        let mut sources: HashMap<&str, Sources<'_>> = HashMap::new();
+        for ((name, dtype), s) in &data.series {
+            let src = sources.entry(name.as_str()).or_default();
+            src.series.push((dtype_rank(*dtype), s));
+        }
         for (step, key, v) in &data.others {
             if !matches!(v, Value::List(_) | Value::Histogram(_)) {
-                items.entry(key).or_default().push((*step, 3, v.clone()));
+                sources.entry(key).or_default().others.push((*step, v));
             }
         }
         let mut keys = Vec::with_capacity(data.keys.len());
@@ -62,16 +101,10 @@ impl HistoryStats {
                 continue;
             }
             // None: only lists or histograms, which have no summary (as in the live one).
-            let Some(mut values) = items.remove(name.as_str()) else {
+            let Some(src) = sources.remove(name.as_str()) else {
                 continue;
             };
-            // Stable: values of one step and kind keep their file order.
-            values.sort_by_key(|(step, rank, _)| (*step, *rank));
-            let mut stats = KeyStats::default();
-            for (_, _, v) in &values {
-                stats.observe(v);
-            }
-            keys.push((name.clone(), stats));
+            keys.push((name.clone(), src.replay()));
         }
         HistoryStats { keys }
     }
