@@ -132,3 +132,36 @@ def test_opening_a_directory_of_runs_says_so_and_lists_them(runs):
     (runs / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="no steplog run in"):
         steplog.open(runs / "empty")
+
+
+def test_a_recomputed_shard_summary_follows_the_runs_definitions(run):
+    # A worker's shard lost its summary frames; its keys are summarised under the definitions
+    # the main process made (the run's), as the reader lists them in `metrics`.
+    from .test_format import decode_payload, decode_shard, renumber
+
+    run.define_metric("worker/*", summary="max,first")
+    run.log({"main": 1.0})
+    path = os.path.join(run.dir, "p1-worker.steplog")
+    info = {"run_id": run.id, "shard": "p1-worker", "pid": os.getpid() + 1, "host": "h"}
+    child = steplog._core.Run(path, info)
+    for i in range(5):
+        child.log({"worker/load": float(i * i), "worker/state": f"s{i}", "other": i})
+    child._finish()
+    run.finish()
+    with open(path, "rb") as f:
+        frames = decode_shard(f.read()).frames
+    kept = [
+        (fr.header.kind, fr.header.codec, decode_payload(fr.header, fr.payload))
+        for fr in frames
+        if fr.header.kind != KIND_SUMMARY
+    ]
+    with open(path, "wb") as f:
+        f.write(renumber(kept))
+    s = steplog.open(run.dir).summary
+    assert s == {
+        "worker/load": {"max": 16.0, "first": 0.0},
+        "worker/state": {"max": s["worker/state"]["max"], "first": "s0"},
+        "other": 4,
+        "main": 1.0,
+    }
+    assert math.isnan(s["worker/state"]["max"])  # text has no maximum, as in the live one
