@@ -5,57 +5,72 @@ from __future__ import annotations
 import builtins
 import glob
 import json
-import math
 import os
-import re
 import warnings
 from typing import Any
 
 import numpy as np
 
 from . import _core
-from ._run import RUN_FILE, SHARD_SUFFIX
+from ._run import DEFAULT_DIR, DIR_ENV, RUN_FILE, SHARD_SUFFIX
 
 TIMESTAMP = "_timestamp"
 STEP = "_step"
 
 
-def _pattern(name: str) -> re.Pattern[str]:
-    """A `define_metric` name as a regex: `*` any run of characters, `?` one character."""
-    parts = (".*" if c == "*" else "." if c == "?" else re.escape(c) for c in name)
-    return re.compile("".join(parts), re.DOTALL)
+def _is_run(path: str) -> bool:
+    """Whether `path` is a run directory: it holds `run.json` or a shard."""
+    if not os.path.isdir(path):
+        return False
+    if os.path.isfile(os.path.join(path, RUN_FILE)):
+        return True
+    return bool(glob.glob(os.path.join(glob.escape(path), "*" + SHARD_SUFFIX)))
 
 
-def _stats_from_history(values: np.ndarray, definition: dict[str, Any] | None) -> Any:
-    """A key's summary recomputed from its values in step order, as the writer keeps it:
-    the plain last value, a dict of statistics, or `_OMIT` for `summary="none"`."""
-    last = values[-1].item()
-    stats = definition["summary"] if definition else None
-    if stats is None:
-        return last
-    if not stats:
-        return _OMIT
-    numbers = values[~np.isnan(values)] if values.dtype.kind == "f" else values
-    out: dict[str, Any] = {}
-    for stat in stats:
-        if stat == "best":
-            stat_of = "min" if definition and definition["goal"] == "minimize" else "max"
-        else:
-            stat_of = stat
-        if stat_of == "first":
-            out[stat] = values[0].item()
-        elif stat_of == "last":
-            out[stat] = last
-        elif not numbers.size:
-            out[stat] = math.nan
-        elif stat_of == "mean":
-            out[stat] = float(numbers.astype(np.float64).mean())
-        else:
-            out[stat] = (numbers.min() if stat_of == "min" else numbers.max()).item()
-    return out
+def list_runs(root: str | os.PathLike[str]) -> list[str]:
+    """The ids (directory names) of the runs directly inside `root`, sorted by name."""
+    root = os.fspath(root)
+    try:
+        names = os.listdir(root)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    return sorted(n for n in names if _is_run(os.path.join(root, n)))
 
 
-_OMIT = object()
+def run_roots() -> list[str]:
+    """Where runs are looked up by id: `$STEPLOG_DIR` (when set), then `./steplog-runs`."""
+    roots = [os.environ.get(DIR_ENV) or "", DEFAULT_DIR]
+    return list(dict.fromkeys(r for r in roots if r))
+
+
+def find_run(run: str | os.PathLike[str]) -> str:
+    """The directory of a run given as a path, or as a run id (or a unique prefix of one)
+    under `run_roots()`. Raises FileNotFoundError saying where it looked."""
+    path = os.fspath(run)
+    if os.path.exists(path):
+        return path
+    exact = [os.path.join(r, path) for r in run_roots() if _is_run(os.path.join(r, path))]
+    if exact:
+        return exact[0]
+    prefixed = [
+        os.path.join(r, name)
+        for r in run_roots()
+        if os.sep not in path
+        for name in list_runs(r)
+        if name.startswith(path)
+    ]
+    if len(prefixed) == 1:
+        return prefixed[0]
+    where = " and ".join(repr(r) for r in run_roots())
+    if prefixed:
+        raise FileNotFoundError(
+            f"{path!r} is the beginning of several run ids under {where}: "
+            + ", ".join(os.path.basename(p) for p in prefixed)
+        )
+    raise FileNotFoundError(
+        f"no run {path!r}: not a directory, and no run with that id under {where} "
+        f"(set {DIR_ENV} to look elsewhere)"
+    )
 
 
 class RunReader:
@@ -79,6 +94,16 @@ class RunReader:
                 self.meta = json.load(f)
         files = sorted(glob.glob(os.path.join(glob.escape(path), "*" + SHARD_SUFFIX)))
         if not files and not self.meta:
+            runs = list_runs(path)
+            if runs:
+                shown = ", ".join(runs[:20])
+                if len(runs) > 20:
+                    shown += f", ... ({len(runs) - 20} more)"
+                raise IsADirectoryError(
+                    f"steplog.open: {path!r} is a directory of {len(runs)} runs, not a run; "
+                    f"open one of them, e.g. steplog.open({os.path.join(path, runs[0])!r}). "
+                    f"It holds: {shown}"
+                )
             raise FileNotFoundError(f"steplog.open: no steplog run in {path!r}")
         self._shards = [(f, _core.read_shard(f)) for f in files]
         self.problems: list[dict[str, Any]] = []
@@ -246,27 +271,15 @@ class RunReader:
     def summary(self) -> dict[str, Any]:
         """Final summary values, shaped like `run.summary`: a key's last value, or a dict of
         the statistics its `define_metric` asked for. Shards' persisted summaries are merged
-        (the main process's last); a shard that never wrote one contributes what its scalar
-        history gives under the run's definitions."""
+        (the main process's last). A shard without one (a crash tore it off) contributes the
+        summary its history gives under the run's definitions, recomputed in Rust by the
+        writer's own statistics, so it equals what the live summary showed for those rows;
+        only `run.summary[key] = value` overrides, which exist nowhere else, are missing."""
         out: dict[str, Any] = {}
+        metrics = list(self._metrics.items())
         for _, s in self._main_last():
-            if s["summary"] or s.get("has_summary"):  # keys deleted from it stay absent
-                out.update(s["summary"])
-                continue
-            parts: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
-            for key, _dtype, steps, values in s["series"]:
-                if key != TIMESTAMP and steps.size:
-                    parts.setdefault(key, []).append((steps, values))
-            for key, ps in parts.items():
-                steps = np.concatenate([p[0] for p in ps])
-                kinds = {p[1].dtype for p in ps}
-                values = np.concatenate(
-                    [p[1] if len(kinds) == 1 else p[1].astype(np.float64) for p in ps]
-                )
-                values = values[np.argsort(steps, kind="stable")]
-                value = _stats_from_history(values, self.definition(key))
-                if value is not _OMIT:
-                    out[key] = value
+            recomputed = s["history_summary"]
+            out.update(s["summary"] if recomputed is None else recomputed.summary(metrics))
         return out
 
     @property
@@ -280,7 +293,7 @@ class RunReader:
     def definition(self, key: str) -> dict[str, Any] | None:
         """The definition that applies to `key`: the most recent one whose name matches."""
         for name in reversed(self._metrics):
-            if _pattern(name).fullmatch(key):
+            if _core.glob_match(name, key):
                 return dict(self._metrics[name])
         return None
 
@@ -325,24 +338,30 @@ class RunReader:
         return sum(s["rows"] for _, s in self._shards)
 
     def to_pandas(self) -> Any:
-        """A DataFrame indexed by `_step` with one column per scalar or text key and
-        `_timestamp`. Lists and histograms are left out (use `history`/`histograms`)."""
+        """A DataFrame indexed by `_step`, with `_timestamp` and one column per logged key.
+
+        A scalar key is a float64 column. Any other key is an object column holding, per
+        step, what `history` gives:
+        a `str` for text, a Python `list` for a list value, and for a histogram the dict
+        `{"counts": int64 array, "edges": float64 array, "nan": int, "pos_inf": int,
+        "neg_inf": int}` (`histograms(key)` gives the same as `(step, counts, edges)`). A key
+        that holds scalars at some steps and other values at others is an object column too.
+        A step where a key has no value holds NaN, as pandas fills any column.
+        """
         try:
             import pandas as pd
         except ImportError as e:  # pragma: no cover - depends on the environment
             raise ImportError("RunReader.to_pandas needs pandas: pip install pandas") from e
         columns: dict[str, Any] = {}
         for key in [TIMESTAMP, *self._keys]:
-            if key in self._series:
+            if key not in self._series and key not in self._others:
+                continue
+            if key not in self._others:
                 steps, values = self.scalars(key)
                 s = pd.Series(values, index=steps)
-            elif key in self._others:
-                texts = [(st, v) for st, kind, v in self._others[key] if kind == "text"]
-                if not texts:
-                    continue
-                s = pd.Series([v for _, v in texts], index=[st for st, _ in texts], dtype=object)
             else:
-                continue
+                items = self.history(key)
+                s = pd.Series([v for _, v in items], index=[st for st, _ in items], dtype=object)
             columns[key] = s[~s.index.duplicated(keep="last")]
         df = pd.DataFrame(columns)
         df.index.name = "_step"

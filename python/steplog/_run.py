@@ -22,6 +22,10 @@ SHARD_SUFFIX = ".steplog"
 RUN_DIR_ENV = "STEPLOG_RUN_DIR"
 #: The collector's token, for runs that stream to one.
 TOKEN_ENV = "STEPLOG_TOKEN"
+#: Where runs go when `init(dir=)` is not given (else `DEFAULT_DIR`); `steplog show` and
+#: `steplog ls` look there too.
+DIR_ENV = "STEPLOG_DIR"
+DEFAULT_DIR = "steplog-runs"
 _ID_ALPHABET = string.ascii_lowercase + string.digits
 
 _live: list[Run] = []
@@ -218,13 +222,15 @@ def _shard_for(
 def init(
     project: str | None = None,
     name: str | None = None,
-    dir: str | os.PathLike[str] = "steplog-runs",
+    dir: str | os.PathLike[str] | None = None,
     config: Any = None,
     sink: str | None = None,
     token: str | None = None,
     **settings: Any,
 ) -> Run:
     """Starts a run in `<dir>/<run id>/` and makes it the target of `steplog.log()`.
+
+    `dir` defaults to `$STEPLOG_DIR`, else `steplog-runs` (in the working directory).
 
     `sink`: where the shards go. The default (or `"file"`) writes them into the run
     directory; `"tcp://HOST:PORT"` (or `"tls://HOST:PORT"`) streams them to a collector,
@@ -239,6 +245,8 @@ def init(
     `inf_value`; for network sinks `net_buffer_bytes`, `net_timeout_s`, `tls_ca`.
     """
     shown = _init_args.short_repr
+    if dir is None:
+        dir = os.environ.get(DIR_ENV) or DEFAULT_DIR
     for arg, v in (("project", project), ("name", name), ("sink", sink)):
         if v is not None and not isinstance(v, str):
             raise TypeError(f"steplog.init: {arg} must be str, got {type(v).__name__} {shown(v)}")

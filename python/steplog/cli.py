@@ -1,23 +1,18 @@
-"""The `steplog` command: `demo`, `show`, `bench`, `serve`, `push`."""
+"""The `steplog` command: `demo`, `show`, `ls`, `bench`, `serve`, `push`."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import sys
 import time
-from typing import Any
 
 import numpy as np
 
-
-def _fmt(v: Any) -> str:
-    if isinstance(v, float):
-        return f"{v:.6g}"
-    if isinstance(v, dict):  # a summary entry with statistics
-        return "{" + ", ".join(f"{k}: {_fmt(x)}" for k, x in v.items()) + "}"
-    return str(v)
+from ._listing import fmt as _fmt
+from ._listing import ls, show
 
 
 def _dir_bytes(path: str) -> int:
@@ -35,7 +30,10 @@ def demo(args: argparse.Namespace) -> int:
     # Training-curve data as a real loop produces it: float32 losses, a float64 schedule,
     # integer counters. Prepared up front so the timed loop measures logging.
     t = np.arange(steps, dtype=np.float64)
-    loss = (2.5 * np.exp(-t / (steps / 5)) + 0.05 * rng.standard_normal(steps)).astype(np.float32)
+    # Exponential decay from 2.5 to a floor of 0.08, with multiplicative noise (about 5%),
+    # so the loss stays positive and noisy to the end, as a real one does.
+    curve = 0.08 + (2.5 - 0.08) * np.exp(-t / (steps / 5))
+    loss = (curve * np.exp(0.05 * rng.standard_normal(steps))).astype(np.float32)
     acc = np.clip(1 - loss / 3, 0, 1).astype(np.float32)
     lr = 1e-3 * np.minimum(1.0, t / 1000) * 0.5 * (1 + np.cos(math.pi * t / steps))
     grad = np.abs(rng.standard_normal(steps)).astype(np.float32)
@@ -96,43 +94,6 @@ def demo(args: argparse.Namespace) -> int:
     print(f"  keys        {', '.join(reader.keys())}")
     print("  summary     " + ", ".join(f"{k}={_fmt(v)}" for k, v in reader.summary.items()))
     print(f"  dropped     {stats['rows_dropped']} rows")
-    return 0
-
-
-def show(args: argparse.Namespace) -> int:
-    """Prints a run's metadata, keys and summary."""
-    import steplog
-
-    r = steplog.open(args.run_dir)
-    m = r.meta
-    print(f"run {m.get('id', '?')}  name={m.get('name')}  project={m.get('project')}")
-    print(f"  status   {m.get('status', 'unknown')}  created {m.get('created_iso', '?')}")
-    print(
-        f"  host     {m.get('host')}  pid {m.get('pid')}  python {m.get('python')}"
-        f"  steplog {m.get('steplog')}"
-    )
-    print(f"  argv     {' '.join(m.get('argv', []))}")
-    if r.config:
-        print("  config   " + ", ".join(f"{k}={_fmt(v)}" for k, v in r.config.items()))
-    print(f"  shards   {len(r.shards)}  rows {r.rows:,}  dropped {r.dropped}")
-    for sh in r.shards:
-        state = "closed" if sh["closed"] else "not closed (crashed or still running)"
-        print(
-            f"    {sh['file']}: pid {sh.get('pid')} host {sh.get('host')} "
-            f"rank {sh.get('rank')} rows {sh['rows']:,} {state}"
-        )
-    print("  keys")
-    for k in r.keys():
-        try:
-            steps, _ = r.scalars(k)
-            print(f"    {k:<32} {len(steps):>10,} scalars")
-        except TypeError:
-            print(f"    {k:<32} {len(r.history(k)):>10,} values")
-    print("  summary")
-    for k, v in r.summary.items():
-        print(f"    {k:<32} {_fmt(v)}")
-    for p in r.problems:
-        print(f"  problem  {p}")
     return 0
 
 
@@ -211,8 +172,10 @@ def serve(args: argparse.Namespace) -> int:
 
 
 def push(args: argparse.Namespace) -> int:
-    """Sends shard files (a network run's spill files) to a collector."""
+    """Sends shard files (a network run's spill files, or an offline run's shards) to a
+    collector; each closed shard takes the run's `run.json` along."""
     from . import _core
+    from ._reader import find_run
 
     token = _read_token(args)
     if not token:
@@ -227,17 +190,51 @@ def push(args: argparse.Namespace) -> int:
         elif os.path.exists(path):
             files.append(path)
         else:
-            raise FileNotFoundError(f"{path}: no such file or run directory")
+            run_dir = find_run(path)  # a run id; raises saying where it looked
+            files += sorted(
+                os.path.join(run_dir, f) for f in os.listdir(run_dir) if f.endswith(".steplog")
+            )
     failed = 0
     for f in files:
+        run_meta = _run_json_for(f)
         try:
-            held = _core.push(f, args.sink, token, tls_ca=args.tls_ca, timeout_s=args.timeout_s)
+            held, sent = _core.push(
+                f,
+                args.sink,
+                token,
+                tls_ca=args.tls_ca,
+                timeout_s=args.timeout_s,
+                run_meta=run_meta,
+            )
         except (OSError, _core.SteplogError, ValueError) as e:
             print(f"steplog push: {f}: {e}", file=sys.stderr)
             failed += 1
             continue
-        print(f"steplog push: {f}: the collector holds {held} frames of this shard")
+        if sent:
+            note = " and the run's run.json"
+        elif run_meta is None:
+            note = " (no run.json beside it to send)"
+        else:
+            note = (
+                " (run.json not sent: the shard is not closed, as the run is still running or "
+                "crashed; a frame after its end could collide with the writer's next one)"
+            )
+        print(f"steplog push: {f}: the collector holds {held} frames of this shard{note}")
     return 1 if failed else 0
+
+
+def _run_json_for(shard: str) -> str | None:
+    """The text of the `run.json` in a shard's run directory, if there is a readable one."""
+    path = os.path.join(os.path.dirname(os.path.abspath(shard)), "run.json")
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+        if isinstance(json.loads(text), dict):
+            return text
+    except (OSError, ValueError) as e:
+        if not isinstance(e, FileNotFoundError):
+            print(f"steplog push: {path}: not sent ({e})", file=sys.stderr)
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -245,11 +242,22 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("demo", help="log a synthetic training run, read it back, report costs")
     p.add_argument("--steps", type=int, default=300_000, help="training steps (default 300000)")
-    p.add_argument("--dir", default="steplog-runs", help="runs directory (default steplog-runs)")
+    p.add_argument("--dir", help="runs directory (default: $STEPLOG_DIR, else steplog-runs)")
     p.set_defaults(func=demo)
     p = sub.add_parser("show", help="print a run's metadata, keys and summary")
-    p.add_argument("run_dir")
+    p.add_argument(
+        "run",
+        help="a run directory, or a run id (or its beginning) under $STEPLOG_DIR or ./steplog-runs",
+    )
     p.set_defaults(func=show)
+    p = sub.add_parser(
+        "ls",
+        help="list runs: id, project, name, status, start (local time), duration, rows, size",
+    )
+    p.add_argument(
+        "dir", nargs="?", help="directory of runs (default: $STEPLOG_DIR, else steplog-runs)"
+    )
+    p.set_defaults(func=ls)
     p = sub.add_parser(
         "bench",
         help="measure log() overhead on this machine next to a bare C call (about 10 s)",
@@ -278,9 +286,11 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=serve)
     p = sub.add_parser(
         "push",
-        help="send a network run's spill files (or any shard files) to a collector",
+        help="send a network run's spill files, or an offline run, to a collector",
     )
-    p.add_argument("paths", nargs="+", help="shard files, or run directories to send all of")
+    p.add_argument(
+        "paths", nargs="+", help="shard files, or run directories (or run ids) to send all of"
+    )
     p.add_argument("--sink", required=True, help="the collector, tcp://HOST:PORT or tls://...")
     p.add_argument("--token-file", help="file holding the token (default: $STEPLOG_TOKEN)")
     p.add_argument("--tls-ca", help="PEM bundle to verify a tls:// collector with")
@@ -291,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--steps must be at least 1")
     try:
         return args.func(args)
-    except (FileNotFoundError, NotADirectoryError) as e:
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError) as e:
         print(f"steplog: {e}", file=sys.stderr)
         return 2
 

@@ -298,6 +298,7 @@ impl Decoder {
                 let Mp::Map(pairs) = v else {
                     return Err("summary is not a map".into());
                 };
+                self.out.has_summary = true;
                 self.out.summary = pairs
                     .iter()
                     .filter_map(|(k, v)| Some((k.as_str()?.to_string(), summary_value(v)?)))

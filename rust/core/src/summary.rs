@@ -17,6 +17,9 @@ use crate::msgpack::Enc;
 use crate::shard::encode_summary_value;
 use crate::value::{KeyId, Value};
 
+mod replay;
+pub use replay::HistoryStats;
+
 /// What the summary shows for one key.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SummaryValue {

@@ -348,17 +348,32 @@ fn without_a_collector_finish_keeps_everything_in_the_spill_file_for_push() {
     let store = Arc::new(Mutex::new(Store::default()));
     let fake = Fake::start(&addr, store.clone(), None);
     let target = Target::parse(&format!("tcp://{addr}"), TOKEN, None).unwrap();
-    let held = push_file(&spill, &target, Duration::from_secs(10)).unwrap();
+    let meta = br#"{"id": "r1", "name": "pushed", "status": "finished"}"#;
+    let held = push_file(&spill, &target, Duration::from_secs(10), Some(meta)).unwrap();
+    assert!(held.run_meta, "a closed shard carries the run's metadata");
     // Pushing twice stores nothing twice.
     assert_eq!(
-        push_file(&spill, &target, Duration::from_secs(10)).unwrap(),
+        push_file(&spill, &target, Duration::from_secs(10), Some(meta)).unwrap(),
         held
     );
     let st = store.lock().unwrap();
-    assert_eq!(st.next, held);
+    assert_eq!(st.next, held.frames);
     assert_eq!(xs(&st.bytes), (0..3_000).collect::<Vec<_>>());
     assert!(decode_shard(&st.bytes).close.is_some());
+    // The run frame comes last, after the close frame, with the JSON as it was given.
+    let last = frame::Frames::new(&st.bytes).last();
+    match last {
+        Some(frame::Event::Frame {
+            header, payload, ..
+        }) => {
+            assert_eq!(header.kind, frame::Kind::Run as u8);
+            assert_eq!((header.seq, payload), (held.frames - 1, &meta[..]));
+        }
+        other => panic!("expected the run frame last, got {other:?}"),
+    }
     drop(st);
+    let bad = push_file(&spill, &target, Duration::from_secs(10), Some(b"not json"));
+    assert!(bad.unwrap_err().to_string().contains("not a JSON object"));
     fake.stop();
 }
 

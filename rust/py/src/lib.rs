@@ -32,7 +32,7 @@ mod _core {
     #[pymodule_export]
     use crate::push::push;
     #[pymodule_export]
-    use crate::read::read_shard;
+    use crate::read::{glob_match, read_shard, PyHistorySummary};
     #[pymodule_export]
     use crate::run::PyRun;
     #[pymodule_export]

@@ -1,5 +1,8 @@
-//! `steplog push`: sends a shard file (a network sink's spill file) to a collector, which
-//! keeps one copy of each frame however often it is pushed.
+//! `steplog push`: sends a shard file (a network sink's spill file, or an offline run's
+//! shard) to a collector, which keeps one copy of each frame however often it is pushed. The
+//! run's `run.json` goes with a closed shard as a run frame after its last frame, so the
+//! collector writes the run's metadata too; a shard that is not closed may still grow, and a
+//! frame appended in its sequence would collide with the writer's next one, so it goes without.
 
 use std::io;
 use std::path::Path;
@@ -10,10 +13,34 @@ use crate::frame::{self, HEADER_LEN};
 use crate::net::conn::Conn;
 use crate::net::target::Target;
 
+/// What a push delivered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pushed {
+    /// Frames of the shard the collector holds afterwards (the run frame included).
+    pub frames: u64,
+    /// Whether the run's metadata went with it (only with a closed shard).
+    pub run_meta: bool,
+}
+
 /// Sends a shard file (a spill file, or any shard) to a collector and waits for the last
-/// ACK. Returns how many frames the collector holds afterwards.
-pub fn push_file(path: &Path, target: &Target, timeout: Duration) -> Result<u64> {
+/// ACK. `run_meta`, the run's `run.json` (a JSON object), follows the shard's frames as a run
+/// frame when the shard is closed.
+pub fn push_file(
+    path: &Path,
+    target: &Target,
+    timeout: Duration,
+    run_meta: Option<&[u8]>,
+) -> Result<Pushed> {
     let bytes = std::fs::read(path).map_err(|e| Error::io("read", path, e))?;
+    if let Some(json) = run_meta {
+        let object = std::str::from_utf8(json).is_ok_and(|s| s.trim_start().starts_with('{'));
+        if !object {
+            return Err(Error::Corrupt {
+                path: path.into(),
+                reason: "the run metadata to push is not a JSON object".into(),
+            });
+        }
+    }
     let data = crate::reader::decode_shard(&bytes);
     let field = |k: &str| {
         data.info
@@ -51,6 +78,13 @@ pub fn push_file(path: &Path, target: &Target, timeout: Duration) -> Result<u64>
             end = end.max(header.seq + 1);
         }
     }
+    let run_meta = run_meta.filter(|_| data.close.is_some());
+    if let Some(json) = run_meta {
+        let mut run_frame = Vec::with_capacity(HEADER_LEN + json.len());
+        frame::append(&mut run_frame, frame::Kind::Run, end, json, None)?;
+        conn.send(&run_frame).map_err(io_err)?;
+        end += 1;
+    }
     let deadline = Instant::now() + timeout;
     // NOTE: frames the collector already held are dropped without an ACK.
     let mut acked = next;
@@ -65,5 +99,8 @@ pub fn push_file(path: &Path, target: &Target, timeout: Duration) -> Result<u64>
             pending: (end - acked) as usize,
         });
     }
-    Ok(acked)
+    Ok(Pushed {
+        frames: acked,
+        run_meta: run_meta.is_some(),
+    })
 }
