@@ -43,6 +43,8 @@ fn stalled_big_frames_neither_starve_a_good_writer_nor_stay_connected() {
     };
     let srv = start(cfg);
     let declared = 60u32 << 20;
+    // Before the first byte of any stalled frame, so that the deadlines end after t0 + 6 s.
+    let t0 = Instant::now();
     let mut stalled: Vec<TcpStream> = (0..5)
         .map(|i| {
             let mut s = session(srv.addr, "bad", &format!("s{i}"), 0);
@@ -55,7 +57,6 @@ fn stalled_big_frames_neither_starve_a_good_writer_nor_stay_connected() {
     partial.write_all(&header_declaring(0, declared)).unwrap();
     partial.write_all(&vec![0u8; 1 << 20]).unwrap();
     stalled.push(partial);
-    let t0 = Instant::now();
 
     let mut good = session(srv.addr, "good", "s", 0);
     let sent = frames(0..1000);
