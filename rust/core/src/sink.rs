@@ -246,10 +246,11 @@ impl Sink for FileSink {
     fn close(&mut self) -> io::Result<()> {
         if self.reserve {
             // Give the kept room back (it lies past the end, so no byte of the file changes).
+            // ext4 punches no hole past the end, but a truncate to the same size frees it.
             let punch =
                 rustix::fs::FallocateFlags::PUNCH_HOLE | rustix::fs::FallocateFlags::KEEP_SIZE;
-            rustix::fs::fallocate(&self.file, punch, self.good_len, CLOSE_RESERVE)
-                .or_else(|_| rustix::fs::ftruncate(&self.file, self.good_len))?;
+            let _ = rustix::fs::fallocate(&self.file, punch, self.good_len, CLOSE_RESERVE);
+            self.file.set_len(self.good_len)?;
         }
         Ok(())
     }

@@ -170,3 +170,32 @@ fn on_a_disk_with_no_room_at_all_every_row_is_counted_and_the_close_frame_lands(
     let close = data.close.expect("no close frame");
     assert_eq!(close_field(&close, "rows_failed"), 5_000);
 }
+
+#[test]
+fn a_file_shard_keeps_room_for_its_close_frame_while_open_and_gives_it_back() {
+    use std::os::unix::fs::MetadataExt;
+    use steplog_core::sink::CLOSE_RESERVE;
+    use steplog_core::FileSink;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("s-1.steplog");
+    let sink = FileSink::create(&path).unwrap();
+    let logger = Logger::start(Box::new(sink), &info(), config()).unwrap();
+    log(&logger, 0..10);
+    logger.flush(Duration::from_secs(10)).unwrap();
+    let open = std::fs::metadata(&path).unwrap();
+    if open.blocks() * 512 < CLOSE_RESERVE {
+        eprintln!("this filesystem does not preallocate; skipped");
+        return;
+    }
+    assert!(open.len() < 4096, "{} bytes", open.len());
+    logger.finish().unwrap();
+    let closed = std::fs::metadata(&path).unwrap();
+    assert!(
+        closed.blocks() * 512 < CLOSE_RESERVE,
+        "{} bytes still allocated for a {}-byte shard",
+        closed.blocks() * 512,
+        closed.len()
+    );
+    assert_eq!(decode_shard(&std::fs::read(&path).unwrap()).rows, 10);
+}
