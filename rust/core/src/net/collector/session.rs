@@ -337,6 +337,8 @@ where
                 .run(held.grow(more, total - buf.len()), far, Close::Shutdown)
                 .await?;
             deadline += waited.elapsed();
+            // NOTE: exact, so the allocation is what the budget gave (no amortised doubling).
+            buf.reserve_exact(more);
             buf.resize(grow_to, 0);
         }
         match guard
