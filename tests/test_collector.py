@@ -258,3 +258,33 @@ def test_memory_stays_bounded_when_a_writer_never_reads_acks(tmp_path):
             s.close()
     finally:
         assert c.stop()[0] == 0
+
+
+def test_stalled_frames_do_not_hold_the_budget_and_are_closed_at_their_deadline(tmp_path):
+    # Each stalled client declares 60 MiB, more than a fifth of the 256 MiB default budget.
+    c = Collector(tmp_path, "--frame-timeout-s", "5", "--min-frame-rate", str(1 << 30))
+    try:
+        declared = 60 << 20
+        stalled = []
+        started = time.monotonic()  # before the first byte of any stalled frame
+        for i in range(5):
+            sock, status, _ = hello(c.port, "bad", f"s{i}")
+            assert status == 0
+            head = b"SLG1" + struct.pack("<BBHQIII", 2, 0, 0, 0, declared, declared, 0)
+            sock.sendall(head + struct.pack("<I", crc32c(head)))
+            stalled.append(sock)
+        sock, status, _ = hello(c.port, "good", "s")
+        assert status == 0
+        for seq in range(200):
+            sock.sendall(frame(seq, b"good payload %d" % seq))
+            wait_ack(sock, seq + 1)
+        assert time.monotonic() - started < 5, "acks were held up by the stalled clients"
+        for s in stalled:
+            assert closed_by_server(s)
+        assert time.monotonic() - started >= 5
+        sock.close()
+    finally:
+        assert c.stop()[0] == 0
+    err = c.stderr()
+    assert err.count("a frame took over") == 5, err
+    assert "5 closed on error, 5 for slow frames" in err, err

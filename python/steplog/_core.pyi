@@ -120,4 +120,6 @@ def serve(
     fsync_interval_s: float | None = None,
     tls_cert: str | PathLike[str] | None = None,
     tls_key: str | PathLike[str] | None = None,
+    frame_timeout_s: float | None = None,
+    min_frame_rate: int | None = None,
 ) -> dict[str, int]: ...

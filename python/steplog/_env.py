@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -66,9 +67,15 @@ def argv() -> list[str]:
 
 def write_json_atomic(path: str, data: dict[str, Any]) -> None:
     """Writes `data` to `path` through a temporary file and a rename, so readers never see a
-    half-written file."""
+    half-written file. On failure the temporary file is removed and the error raised."""
     tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=2, default=repr, allow_nan=True)
-        f.write("\n")
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=2, default=repr, allow_nan=True)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        # A full disk (or any other failure) leaves no temporary file behind.
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise

@@ -118,6 +118,11 @@ class RunReader:
                         "torn_tail": False,
                     }
                 )
+        closed = all(s["close"] is not None for _, s in self._shards)
+        if self.meta.get("status") == "running" and self._shards and closed:
+            # run.json could not be updated at the end (a full disk), but every shard was
+            # closed: the run ended.
+            self.meta["status"] = "finished"
         if strict and self.problems:
             raise _core.CorruptRunError(f"steplog.open({path!r}): {self.problems}")
         serious = [p for p in self.problems if not p["torn_tail"]]

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import os
 import secrets
+import shutil
 import string
 import sys
 import threading
@@ -167,7 +169,15 @@ class Run(_core.Run):
                 ended=time.time(),
                 stats=stats,
             )
-            _env.write_json_atomic(self._run_file, meta)
+            try:
+                _env.write_json_atomic(self._run_file, meta)
+            except OSError as e:
+                # A full disk never raises here: counted, warned below, and the shards' close
+                # frames still tell readers that the run ended.
+                problem = f"could not write {self._run_file}: {e.strerror or e}"
+                stats["write_errors"] += 1
+                stats["first_error"] = stats["first_error"] or problem
+                stats["run_json_error"] = problem
         if stats["rows_unwritten"]:
             warnings.warn(
                 f"steplog: run {self.id}: the writer did not finish within finish_timeout_s; "
@@ -191,7 +201,13 @@ class Run(_core.Run):
             warnings.warn(
                 f"steplog: run {self.id}: {stats['rows_dropped']} rows dropped (queue full), "
                 f"{stats['rows_failed']} rows not written ({stats['write_errors']} write errors; "
-                f"first: {stats['first_error']}). The counts are recorded in the run.",
+                f"first: {stats['first_error']}). The counts are recorded in the run."
+                + (
+                    f" run.json still says 'running' ({stats['run_json_error']}); readers see"
+                    " that the run ended from its shards."
+                    if stats.get("run_json_error")
+                    else ""
+                ),
                 _core.SteplogWarning,
                 stacklevel=2,
             )
@@ -303,7 +319,12 @@ def init(
             os.unlink(os.path.join(run_dir, leftover))
         os.rmdir(run_dir)
         raise
-    _env.write_json_atomic(run_file, meta)
+    try:
+        _env.write_json_atomic(run_file, meta)
+    except OSError as e:
+        _abandon(run, run_dir)
+        reason = e.strerror or str(e)
+        raise OSError(e.errno, f"steplog.init: could not write {run_file}: {reason}") from e
     run._setup(meta, run_file)
     if run._networked:
         run._put_run_meta(json.dumps(meta, default=str))
@@ -343,6 +364,14 @@ def _warn_if_another_run_is_open(new: Run) -> None:
         _core.SteplogWarning,
         stacklevel=3,
     )
+
+
+def _abandon(run: Run, run_dir: str) -> None:
+    """Undoes a run that `init()` could not complete: stops its writer and removes its
+    directory (nothing was logged into it yet)."""
+    with contextlib.suppress(Exception):  # discarded either way; the caller raises
+        run._finish()
+    shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def _attach_from_env() -> Run | None:

@@ -159,6 +159,8 @@ def serve(args: argparse.Namespace) -> int:
             fsync_interval_s=args.fsync_interval_s,
             tls_cert=args.tls_cert,
             tls_key=args.tls_key,
+            frame_timeout_s=args.frame_timeout_s,
+            min_frame_rate=args.min_frame_rate,
         )
     except KeyboardInterrupt:  # SIGINT also reaches Python's handler; the stop was clean
         pass
@@ -280,6 +282,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-connections", type=int, help="open connections (default 1024)")
     p.add_argument("--idle-timeout-s", type=float, help="close silent connections (default 300)")
     p.add_argument("--handshake-timeout-s", type=float, help="time for a HELLO (default 10)")
+    p.add_argument(
+        "--frame-timeout-s",
+        type=float,
+        help="time for a frame to arrive, plus its size at --min-frame-rate (default 10)",
+    )
+    p.add_argument(
+        "--min-frame-rate",
+        type=int,
+        help="bytes per second a frame must arrive at (default 1048576)",
+    )
     p.add_argument("--fsync-interval-s", type=float, help="fsync period (default 10)")
     p.add_argument("--tls-cert", help="PEM certificate chain: serve TLS")
     p.add_argument("--tls-key", help="PEM private key for --tls-cert")

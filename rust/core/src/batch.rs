@@ -5,6 +5,8 @@
 //! lists and histograms go in `vals`, one entry each. The key table carries only ids not
 //! written in an earlier batch of the shard. The exact layout is in `docs/FORMAT.md`.
 
+mod split;
+
 use std::time::Instant;
 
 use crate::column::{self, Plan};
@@ -166,6 +168,13 @@ impl Batch {
     /// Encodes the batch as one msgpack map and empties it. `keys_written` is the number of
     /// key ids the shard's earlier batches defined; it is advanced past this batch's keys.
     pub fn encode(&mut self, keys_written: &mut u32, registry: &KeyRegistry, out: &mut Enc) {
+        self.encode_kept(keys_written, registry, out);
+        self.clear();
+    }
+
+    /// [`Batch::encode`] without emptying the batch, so that it can be written again in
+    /// smaller pieces ([`Batch::split_off`]) when the write fails; [`Batch::clear`] after.
+    pub fn encode_kept(&mut self, keys_written: &mut u32, registry: &KeyRegistry, out: &mut Enc) {
         out.buf.clear();
         out.map(4);
         out.str("rows");
@@ -193,10 +202,10 @@ impl Batch {
             out.uint(u64::from(*key));
             encode_other(value, out);
         }
-        self.clear();
     }
 
-    fn clear(&mut self) {
+    /// Empties the batch, keeping its allocations.
+    pub fn clear(&mut self) {
         for mut col in self.cols.drain(..) {
             col.steps.clear();
             col.values.clear();

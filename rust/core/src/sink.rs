@@ -2,7 +2,10 @@
 //!
 //! `FileSink` appends to a new shard file and, when a write fails part-way, cuts the file back
 //! to the end of the last whole frame so that no garbage is left in the middle of the file. Its
-//! first sync also fsyncs the directory, so the new file's name is durable too.
+//! first sync also fsyncs the directory, so the new file's name is durable too. It keeps
+//! [`CLOSE_RESERVE`] bytes allocated past the end of the file (`fallocate` with
+//! `KEEP_SIZE`, where the filesystem has it): a write that would leave no room for them fails
+//! as a full disk would, so the shard's close frame still fits on a disk that is full.
 //! `MemorySink` keeps bytes in memory and can be paused, so tests reach "queue full" without
 //! sleeping.
 //!
@@ -39,6 +42,9 @@ pub trait Sink: Send {
     fn close(&mut self) -> io::Result<()> {
         Ok(())
     }
+    /// Says that the next write is the shard's last (its close frame): it may use the space
+    /// the sink kept for it.
+    fn closing(&mut self) {}
     /// Gives the sink the shard's counters (a network sink reports delivery in them).
     fn attach_stats(&mut self, _stats: Arc<Stats>) {}
     /// A short description for messages ("file runs/abc/s-1.steplog").
@@ -53,6 +59,20 @@ pub struct FileSink {
     good_len: u64,
     dir_synced: bool,
     faults: TestFaults,
+    /// Whether the close frame's room is kept past the end (the filesystem can preallocate).
+    reserve: bool,
+    /// The next write is the close frame: it may take the kept room.
+    closing: bool,
+}
+
+/// Bytes a [`FileSink`] keeps allocated past the end of its file for the close frame.
+pub const CLOSE_RESERVE: u64 = 64 << 10;
+
+/// Whether `e` says the disk (or the user's quota) is full.
+pub fn is_full(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))
+        || e.kind() == io::ErrorKind::StorageFull
+        || e.kind() == io::ErrorKind::QuotaExceeded
 }
 
 /// Injected slowness and failures (see the module's TEST ONLY note).
@@ -123,13 +143,18 @@ impl FileSink {
             .create_new(true)
             .open(path)
             .map_err(|e| Error::io("create", path, e))?;
-        Ok(FileSink {
+        let mut sink = FileSink {
             path: path.to_path_buf(),
             file,
             good_len: 0,
             dir_synced: false,
             faults,
-        })
+            reserve: true,
+            closing: false,
+        };
+        // NOTE: a disk already full shows at the header's write; nothing to report here.
+        let _ = sink.keep_reserve();
+        Ok(sink)
     }
 
     /// Appends to a file the caller opened for writing (a device such as `/dev/full`), after
@@ -145,7 +170,37 @@ impl FileSink {
             good_len,
             dir_synced: true,
             faults: TestFaults::default(),
+            reserve: false,
+            closing: false,
         })
+    }
+
+    /// Allocates [`CLOSE_RESERVE`] bytes past the end of the file. Fails only for a full
+    /// disk; a filesystem without preallocation turns the reserve off.
+    fn keep_reserve(&mut self) -> io::Result<()> {
+        if !self.reserve {
+            return Ok(());
+        }
+        let keep = rustix::fs::FallocateFlags::KEEP_SIZE;
+        match rustix::fs::fallocate(&self.file, keep, self.good_len, CLOSE_RESERVE) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let e = io::Error::from(e);
+                if !is_full(&e) {
+                    self.reserve = false;
+                    return Ok(());
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Cuts the file back to its last whole frame (and keeps the reserve again).
+    fn cut_back(&mut self) {
+        // NOTE: if even this fails, readers still skip the partial frame by its checksum.
+        let _ = self.file.set_len(self.good_len);
+        let _ = self.file.seek(SeekFrom::Start(self.good_len));
+        let _ = self.keep_reserve();
     }
 
     /// The file's path.
@@ -160,20 +215,44 @@ impl Sink for FileSink {
             Some(e) => self.file.write_all(&bytes[..bytes.len() / 2]).and(Err(e)),
             None => self.file.write_all(bytes),
         };
+        let before = self.good_len;
         match result {
             Ok(()) => {
                 self.good_len += bytes.len() as u64;
+                if self.closing {
+                    return Ok(());
+                }
+                if let Err(e) = self.keep_reserve() {
+                    // These frames took the close frame's room: undo them, as for a full disk.
+                    self.good_len = before;
+                    self.cut_back();
+                    return Err(e);
+                }
                 Ok(())
             }
             Err(e) => {
                 // NOTE: a short write leaves part of a frame behind; cut it off so the next
-                // frame starts at a frame boundary. If even that fails, readers still skip it
-                // by checksum.
-                let _ = self.file.set_len(self.good_len);
-                let _ = self.file.seek(SeekFrom::Start(self.good_len));
+                // frame starts at a frame boundary.
+                self.cut_back();
                 Err(e)
             }
         }
+    }
+
+    fn closing(&mut self) {
+        self.closing = true;
+    }
+
+    fn close(&mut self) -> io::Result<()> {
+        if self.reserve {
+            // Give the kept room back (it lies past the end, so no byte of the file changes).
+            // ext4 punches no hole past the end, but a truncate to the same size frees it.
+            let punch =
+                rustix::fs::FallocateFlags::PUNCH_HOLE | rustix::fs::FallocateFlags::KEEP_SIZE;
+            let _ = rustix::fs::fallocate(&self.file, punch, self.good_len, CLOSE_RESERVE);
+            self.file.set_len(self.good_len)?;
+        }
+        Ok(())
     }
 
     fn sync(&mut self) -> io::Result<()> {

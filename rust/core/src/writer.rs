@@ -8,6 +8,8 @@
 //! the GIL. Frames of a failed write are never in the file, so their sequence numbers are used
 //! again by the next write (whose gap frame records the lost rows).
 
+mod full;
+
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -29,7 +31,7 @@ use crate::msgpack::Enc;
 use crate::nonfinite::SharedCounts;
 use crate::ring::Ring;
 use crate::shard::{encode_gap, CloseInfo, ShardInfo};
-use crate::sink::Sink;
+use crate::sink::{is_full, Sink};
 use crate::stats::Stats;
 use crate::summary::{encode_value, Summaries, SummaryValue};
 use crate::value::{Item, KeyId};
@@ -353,6 +355,15 @@ impl State {
     }
 
     fn write_batch(&mut self) {
+        if !self.write_batch_once(true) {
+            self.write_in_pieces();
+        }
+    }
+
+    /// Frames and writes what is pending and the batch. Returns `false`, with nothing
+    /// counted and the batch kept, when `retry_full` and the write of rows failed for a full
+    /// disk (the caller writes them in smaller pieces).
+    fn write_batch_once(&mut self, retry_full: bool) -> bool {
         let seq_before = self.seq;
         self.write_header();
         let run_meta = self.run_meta.take();
@@ -375,8 +386,9 @@ impl State {
         let keys_before = self.keys_written;
         if rows > 0 {
             self.batch
-                .encode(&mut self.keys_written, &self.registry, &mut self.enc);
+                .encode_kept(&mut self.keys_written, &self.registry, &mut self.enc);
             if !self.frame(Kind::Batch, true) {
+                self.batch.clear();
                 // Over the format's frame limit: the rows are lost, and said so in the file.
                 self.keys_written = keys_before;
                 self.stats.rows_failed.fetch_add(rows, Ordering::Relaxed);
@@ -397,22 +409,33 @@ impl State {
         }
         self.pending_since = None;
         if self.out.is_empty() {
-            return;
+            return true;
         }
-        if self.write_out(rows) {
-            self.stats
-                .scalars_written
-                .fetch_add(scalars, Ordering::Relaxed);
-            self.dropped_reported = dropped;
-            self.failed_unreported = 0;
-        } else {
+        let result = self.try_write_out(rows);
+        let full = matches!(&result, Err(e) if is_full(e));
+        if let Err(e) = result {
+            if retry_full && full && rows > 0 && self.batch.rows() > 0 {
+                self.stats
+                    .record_error(format!("writing {}: {e}", self.sink.describe()));
+            } else {
+                self.count_failed(rows, &e);
+                self.batch.clear();
+            }
             // NOTE: the lost batch may have carried key-table entries; send them again.
             self.seq = seq_before;
             self.keys_written = keys_before;
             self.run_meta = self.run_meta.take().or(run_meta);
             self.summaries.dirty = true;
             self.summaries.defs_dirty |= defs_written;
+            return self.batch.rows() == 0;
         }
+        self.batch.clear();
+        self.stats
+            .scalars_written
+            .fetch_add(scalars, Ordering::Relaxed);
+        self.dropped_reported = dropped;
+        self.failed_unreported = 0;
+        true
     }
 
     fn encode_summary(&mut self) {
@@ -426,31 +449,6 @@ impl State {
         }
         *self.shared_summary.lock() = live;
         self.summaries.dirty = false;
-    }
-
-    /// Writes the pending frames; counts `rows` as written or failed. Returns success.
-    fn write_out(&mut self, rows: u64) -> bool {
-        let result = self.sink.write_frames(&self.out, rows);
-        let ok = match result {
-            Ok(()) => {
-                self.header = None;
-                self.stats.rows_written.fetch_add(rows, Ordering::Relaxed);
-                self.stats
-                    .bytes_written
-                    .fetch_add(self.out.len() as u64, Ordering::Relaxed);
-                self.unsynced = true;
-                true
-            }
-            Err(e) => {
-                self.stats.rows_failed.fetch_add(rows, Ordering::Relaxed);
-                self.failed_unreported += rows;
-                self.stats
-                    .record_error(format!("writing {}: {e}", self.sink.describe()));
-                false
-            }
-        };
-        self.out.clear();
-        ok
     }
 
     fn sync(&mut self) {
@@ -493,6 +491,7 @@ impl State {
         }
         .encode(&mut self.enc);
         self.frame(Kind::Close, false);
+        self.sink.closing();
         self.write_out(0);
         self.sync();
         if let Err(e) = self.sink.close() {

@@ -31,7 +31,7 @@ fn seconds(name: &str, v: Option<f64>, default: Duration) -> PyResult<Duration> 
 #[pyo3(signature = (
     listen, dir, token, *, max_frame_bytes=None, max_memory_bytes=None, max_connections=None,
     idle_timeout_s=None, handshake_timeout_s=None, fsync_interval_s=None, tls_cert=None,
-    tls_key=None
+    tls_key=None, frame_timeout_s=None, min_frame_rate=None
 ))]
 #[allow(clippy::too_many_arguments)]
 pub fn serve<'py>(
@@ -47,6 +47,8 @@ pub fn serve<'py>(
     fsync_interval_s: Option<f64>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
+    frame_timeout_s: Option<f64>,
+    min_frame_rate: Option<u64>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let token: Vec<u8> = if let Ok(s) = token.cast::<PyString>() {
         s.to_str()?.as_bytes().to_vec()
@@ -66,6 +68,8 @@ pub fn serve<'py>(
         c.handshake_timeout,
     )?;
     c.fsync_interval = seconds("fsync_interval_s", fsync_interval_s, c.fsync_interval)?;
+    c.frame_timeout = seconds("frame_timeout_s", frame_timeout_s, c.frame_timeout)?;
+    c.min_frame_rate = min_frame_rate.unwrap_or(c.min_frame_rate);
     c.tls = match (tls_cert, tls_key) {
         (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
         (None, None) => None,
@@ -94,6 +98,7 @@ pub fn serve<'py>(
     d.set_item("sessions", stats.sessions)?;
     d.set_item("rejected_connections", stats.rejected_connections)?;
     d.set_item("closed_on_error", stats.closed_on_error)?;
+    d.set_item("slow_frames", stats.slow_frames)?;
     d.set_item("frames_stored", stats.frames_stored)?;
     d.set_item("duplicate_frames", stats.duplicate_frames)?;
     d.set_item("bytes_stored", stats.bytes_stored)?;

@@ -1,16 +1,18 @@
 //! The collector, `steplog serve`: accepts writer connections (TCP or TLS) and writes the
 //! frames they stream as ordinary shard files under its runs directory (`docs/NETWORK.md`).
 //!
-//! Layout: [`config`] (settings and validation), `conn` (handshake and close of one
+//! Layout: [`config`] (settings and validation), `budget` (the memory budget), `conn` (handshake and close of one
 //! connection), `session` (frames in, acks out), `shard_file` (the shard registry and file
 //! handling), `tls` (the rustls acceptor), [`stats`] (counters).
 //!
 //! Invariants: the collector runs on its own two-worker tokio runtime and returns only after
 //! every connection has ended (each gets [`SHUTDOWN_GRACE`] to finish the frame it is
 //! reading) and every written shard file was fsynced; payload memory across all connections
-//! stays within `max_memory_bytes`; open connections stay within `max_connections` (the
+//! stays within `max_memory_bytes`, taken as frames arrive, never for a frame declared but
+//! not sent; open connections stay within `max_connections` (the
 //! next ones are answered "busy" within the handshake timeout).
 
+mod budget;
 mod config;
 mod conn;
 mod session;
@@ -25,17 +27,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 pub use config::{
-    CollectorConfig, TlsFiles, DEFAULT_FSYNC_INTERVAL, DEFAULT_HANDSHAKE_TIMEOUT,
-    DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_FRAME_BYTES,
-    DEFAULT_MAX_MEMORY_BYTES,
+    CollectorConfig, TlsFiles, DEFAULT_FRAME_TIMEOUT, DEFAULT_FSYNC_INTERVAL,
+    DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_FRAME_BYTES, DEFAULT_MAX_MEMORY_BYTES, DEFAULT_MIN_FRAME_RATE,
 };
 pub use session::SHUTDOWN_GRACE;
 pub use stats::CollectorStats;
 
+use self::budget::Budget;
 use self::conn::{log, Ctx, LINGER};
 use self::shard_file::Registry;
 use self::stats::bump;
@@ -107,7 +110,7 @@ where
     let (stop_tx, stop_rx) = watch::channel(false);
     let ctx = Arc::new(Ctx {
         registry: Registry::new(config.dir.clone()),
-        budget: Semaphore::new(config.max_memory_bytes),
+        budget: Budget::new(config.max_memory_bytes),
         counters: Default::default(),
         shutdown: stop_rx,
         active: AtomicUsize::new(0),

@@ -36,9 +36,14 @@ pub struct CollectorConfig {
     pub max_memory_bytes: usize,
     /// Open connections; the next one is answered "busy" (`--max-connections`).
     pub max_connections: usize,
-    /// How long a connection may send nothing (`--idle-timeout-s`); also the most a single
-    /// frame may take to arrive once it has started.
+    /// How long a connection may send nothing between frames (`--idle-timeout-s`); also the
+    /// most a single frame may take to arrive once it has started.
     pub idle_timeout: Duration,
+    /// A frame must arrive whole within this (`--frame-timeout-s`) plus its payload at
+    /// `min_frame_rate`, from its first byte (time waiting for memory not counted).
+    pub frame_timeout: Duration,
+    /// Bytes per second a frame's payload must at least arrive at (`--min-frame-rate`).
+    pub min_frame_rate: u64,
     /// How long a connection has to complete its HELLO (and TLS handshake).
     pub handshake_timeout: Duration,
     /// How often written shard files are fsynced (`--fsync-interval-s`).
@@ -58,6 +63,8 @@ impl std::fmt::Debug for CollectorConfig {
             .field("max_memory_bytes", &self.max_memory_bytes)
             .field("max_connections", &self.max_connections)
             .field("idle_timeout", &self.idle_timeout)
+            .field("frame_timeout", &self.frame_timeout)
+            .field("min_frame_rate", &self.min_frame_rate)
             .field("handshake_timeout", &self.handshake_timeout)
             .field("fsync_interval", &self.fsync_interval)
             .field("tls", &self.tls)
@@ -73,6 +80,10 @@ pub const DEFAULT_MAX_MEMORY_BYTES: usize = 256 << 20;
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 /// Default `--idle-timeout-s`.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+/// Default `--frame-timeout-s`.
+pub const DEFAULT_FRAME_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default `--min-frame-rate` (bytes per second): 1 MiB/s.
+pub const DEFAULT_MIN_FRAME_RATE: u64 = 1 << 20;
 /// Default `--handshake-timeout-s`.
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default `--fsync-interval-s`.
@@ -94,6 +105,8 @@ impl CollectorConfig {
             max_memory_bytes: DEFAULT_MAX_MEMORY_BYTES,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            frame_timeout: DEFAULT_FRAME_TIMEOUT,
+            min_frame_rate: DEFAULT_MIN_FRAME_RATE,
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             fsync_interval: DEFAULT_FSYNC_INTERVAL,
             tls: None,
@@ -152,8 +165,16 @@ impl CollectorConfig {
                 "expected at least 1".into(),
             ));
         }
+        if self.min_frame_rate == 0 {
+            return Err(bad(
+                "--min-frame-rate",
+                "0".into(),
+                "expected at least 1 byte per second".into(),
+            ));
+        }
         for (name, d) in [
             ("--idle-timeout-s", self.idle_timeout),
+            ("--frame-timeout-s", self.frame_timeout),
             ("--handshake-timeout-s", self.handshake_timeout),
             ("--fsync-interval-s", self.fsync_interval),
         ] {
@@ -166,6 +187,12 @@ impl CollectorConfig {
             }
         }
         Ok(())
+    }
+
+    /// How long a frame of `payload_len` bytes may take to arrive from its first byte.
+    pub fn frame_deadline(&self, payload_len: usize) -> Duration {
+        let at_rate = Duration::from_secs_f64(payload_len as f64 / self.min_frame_rate as f64);
+        (self.frame_timeout + at_rate).min(self.idle_timeout)
     }
 }
 
@@ -208,11 +235,37 @@ mod tests {
                     ..ok.clone()
                 },
             ),
+            (
+                "--frame-timeout-s",
+                CollectorConfig {
+                    frame_timeout: Duration::ZERO,
+                    ..ok.clone()
+                },
+            ),
+            (
+                "--min-frame-rate",
+                CollectorConfig {
+                    min_frame_rate: 0,
+                    ..ok.clone()
+                },
+            ),
         ];
         for (flag, c) in cases {
             let msg = c.validate().unwrap_err().to_string();
             assert!(msg.starts_with(flag), "{flag}: {msg}");
         }
+    }
+
+    #[test]
+    fn a_frame_gets_its_timeout_plus_its_payload_at_the_minimum_rate() {
+        let c = CollectorConfig::new("a:1", "d", b"t".to_vec());
+        assert_eq!(c.frame_deadline(0), Duration::from_secs(10));
+        assert_eq!(c.frame_deadline(60 << 20), Duration::from_secs(70));
+        let short = CollectorConfig {
+            idle_timeout: Duration::from_secs(30),
+            ..c
+        };
+        assert_eq!(short.frame_deadline(60 << 20), Duration::from_secs(30));
     }
 
     #[test]

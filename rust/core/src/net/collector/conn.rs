@@ -14,10 +14,11 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
-use tokio::sync::{watch, Notify, Semaphore};
+use tokio::sync::{watch, Notify};
 use tokio::time::{timeout, timeout_at, Instant};
 use tokio_rustls::TlsAcceptor;
 
+use super::budget::Budget;
 use super::config::CollectorConfig;
 use super::session::{self, Close};
 use super::shard_file::{Owner, Registry};
@@ -36,8 +37,8 @@ const DRAIN_BYTES: usize = 64 << 10;
 pub(crate) struct Ctx {
     pub config: CollectorConfig,
     pub registry: Registry,
-    /// One permit per payload byte held in memory by all connections together.
-    pub budget: Semaphore,
+    /// Payload bytes held in memory by all connections together.
+    pub budget: Budget,
     pub counters: Counters,
     /// Becomes `true` when the collector stops.
     pub shutdown: watch::Receiver<bool>,
@@ -233,6 +234,9 @@ where
         ),
         other => {
             bump(&ctx.counters.closed_on_error, 1);
+            if matches!(other, Close::SlowFrame(_)) {
+                bump(&ctx.counters.slow_frames, 1);
+            }
             log(
                 &who,
                 format_args!("closed: {other} ({stored} frames stored)"),

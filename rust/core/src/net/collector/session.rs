@@ -1,8 +1,11 @@
 //! An accepted connection's session: frames in, checked and appended; acks out.
 //!
 //! Invariants: a frame's length is trusted only after its header CRC matched and it is within
-//! `--max-frame-bytes`; its payload is read only into memory taken from the global budget
-//! (the wait for room is the back-pressure); a frame is stored only when its seq is the next
+//! `--max-frame-bytes`; its payload is read only into memory taken from the global budget as
+//! the payload arrives (`budget.rs`; the wait for room is the back-pressure), and it must
+//! arrive whole by its deadline (`--frame-timeout-s` plus its size at `--min-frame-rate`,
+//! time waiting for memory not counted), so a connection that declares a frame and stalls
+//! holds next to nothing, and not for long; a frame is stored only when its seq is the next
 //! one and its payload CRC matched; acks go out through their own task fed by a `watch`
 //! holding only the latest `next_seq`, so a client that never reads acks cannot make the
 //! collector buffer them or stop reading; every wait (between frames, within a frame, for
@@ -20,6 +23,7 @@ use tokio::io::{
 use tokio::sync::{watch, Notify};
 use tokio::time::{sleep_until, timeout, timeout_at, Instant};
 
+use super::budget::Held;
 use super::conn::{log, Ctx, LINGER};
 use super::shard_file::{write_run_json, Append, AppendError, Shard};
 use super::stats::bump;
@@ -32,6 +36,8 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 const ACK_EVERY_FRAMES: u32 = 64;
 /// ...or stored bytes, even while more bytes are waiting.
 const ACK_EVERY_BYTES: usize = 1 << 20;
+/// A frame's buffer starts at this size (or its own, when smaller) and doubles as it fills.
+const FIRST_PIECE: usize = 64 << 10;
 
 /// Why a session ended.
 #[derive(Debug)]
@@ -44,7 +50,7 @@ pub(crate) enum Close {
     TakenOver,
     /// Nothing arrived for `--idle-timeout-s`.
     Idle(Duration),
-    /// A frame did not arrive whole within `--idle-timeout-s` of its first byte.
+    /// A frame did not arrive whole within its deadline (`CollectorConfig::frame_deadline`).
     SlowFrame(Duration),
     /// The connection failed or ended mid-frame.
     Io(std::io::Error),
@@ -70,7 +76,7 @@ impl fmt::Display for Close {
             ),
             Close::SlowFrame(d) => write!(
                 f,
-                "a frame took over {} s to arrive (--idle-timeout-s)",
+                "a frame took over {:.3} s to arrive (--frame-timeout-s, --min-frame-rate)",
                 d.as_secs_f64()
             ),
             Close::Io(e) => write!(f, "connection lost mid-frame: {e}"),
@@ -201,9 +207,10 @@ where
                 Ok(Ok(_)) => {}
             },
         }
-        let late = Close::SlowFrame(cfg.idle_timeout);
+        let started = Instant::now();
+        let late = Close::SlowFrame(cfg.frame_deadline(0));
         let mut header = [0u8; HEADER_LEN];
-        let deadline = Instant::now() + cfg.idle_timeout;
+        let deadline = started + cfg.frame_deadline(0);
         if let Err(e) = guard
             .run(rd.read_exact(&mut header), deadline, late)
             .await
@@ -241,12 +248,14 @@ where
                 h.seq
             ));
         }
-        let late = Close::SlowFrame(cfg.idle_timeout);
+        let allowed = cfg.frame_deadline(len);
+        let deadline = started + allowed;
+        let late = || Close::SlowFrame(allowed);
         if h.seq < expected {
             // A resend of a stored frame: skip its payload without holding it.
             let (mut rest, mut sink) = ((&mut *rd).take(len as u64), tokio::io::sink());
             match guard
-                .run(tokio::io::copy_buf(&mut rest, &mut sink), deadline, late)
+                .run(tokio::io::copy_buf(&mut rest, &mut sink), deadline, late())
                 .await
             {
                 Ok(Ok(n)) if n == len as u64 => {}
@@ -257,27 +266,11 @@ where
             bump(&ctx.counters.duplicate_frames, 1);
             continue;
         }
-        // NOTE: the wait for room is bounded by the other connections' frame deadlines.
-        let far = Instant::now() + Duration::from_secs(365 * 24 * 3600);
-        let permit = match guard
-            .run(ctx.budget.acquire_many(h.payload_len), far, Close::Shutdown)
-            .await
-        {
-            Ok(Ok(p)) => p,
-            Ok(Err(_)) | Err(_) => return Close::Shutdown,
-        };
-        let mut buf = Vec::with_capacity(HEADER_LEN + len);
-        buf.extend_from_slice(&header);
-        buf.resize(HEADER_LEN + len, 0);
-        let deadline = Instant::now() + cfg.idle_timeout;
-        match guard
-            .run(rd.read_exact(&mut buf[HEADER_LEN..]), deadline, late)
-            .await
-        {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => return Close::Io(e),
+        let mut held = ctx.budget.hold();
+        let buf = match read_body(ctx, rd, guard, &mut held, header, len, deadline, late).await {
+            Ok(buf) => buf,
             Err(c) => return c,
-        }
+        };
         if crc32c::crc32c(&buf[HEADER_LEN..]) != h.payload_crc {
             return Close::Protocol(format!("frame {}: payload checksum mismatch", h.seq));
         }
@@ -310,8 +303,55 @@ where
                 return Close::Store(format!("could not write {}: {e}", shard.path().display()));
             }
         }
-        drop(permit);
+        drop(held);
     }
+}
+
+/// Reads a frame's payload after its `header`, taking memory from the budget as it arrives
+/// (the buffer doubles, from [`FIRST_PIECE`]); waiting for memory moves `deadline` back.
+#[allow(clippy::too_many_arguments)]
+async fn read_body<S>(
+    ctx: &Ctx,
+    rd: &mut Reader<S>,
+    guard: &mut Guard<'_>,
+    held: &mut Held<'_>,
+    header: [u8; HEADER_LEN],
+    len: usize,
+    mut deadline: Instant,
+    late: impl Fn() -> Close,
+) -> Result<Vec<u8>, Close>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let total = HEADER_LEN + len;
+    let mut buf = header.to_vec();
+    let mut filled = HEADER_LEN;
+    // NOTE: the wait for room is bounded by the other connections' frame deadlines.
+    let far = Instant::now() + Duration::from_secs(365 * 24 * 3600);
+    while filled < total {
+        if filled == buf.len() {
+            let grow_to = (buf.len() * 2).max(FIRST_PIECE).min(total);
+            let waited = Instant::now();
+            let more = grow_to - buf.len();
+            guard
+                .run(held.grow(more, total - buf.len()), far, Close::Shutdown)
+                .await?;
+            deadline += waited.elapsed();
+            // NOTE: exact, so the allocation is what the budget gave (no amortised doubling).
+            buf.reserve_exact(more);
+            buf.resize(grow_to, 0);
+        }
+        match guard
+            .run(rd.read(&mut buf[filled..]), deadline, late())
+            .await?
+        {
+            Ok(0) => return Err(Close::Io(std::io::ErrorKind::UnexpectedEof.into())),
+            Ok(n) => filled += n,
+            Err(e) => return Err(Close::Io(e)),
+        }
+    }
+    debug_assert!(held.bytes() <= len && ctx.budget.free() <= ctx.config.max_memory_bytes);
+    Ok(buf)
 }
 
 /// Writes a stored run frame's payload as the run's `run.json` when it is uncompressed UTF-8

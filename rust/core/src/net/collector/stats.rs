@@ -18,6 +18,9 @@ pub struct CollectorStats {
     pub rejected_connections: u64,
     /// Sessions closed because of what their writer sent (bad frame, oversize, gap, timeout).
     pub closed_on_error: u64,
+    /// Sessions closed because a frame did not arrive in time (`--frame-timeout-s`,
+    /// `--min-frame-rate`); also counted in `closed_on_error`.
+    pub slow_frames: u64,
     /// Frames appended to shard files.
     pub frames_stored: u64,
     /// Frames dropped because the shard already held them (resends).
@@ -34,12 +37,14 @@ impl fmt::Display for CollectorStats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} connections ({} sessions, {} rejected, {} closed on error), {} frames stored \
-             ({} bytes), {} duplicate frames dropped, {} run.json written, {} I/O errors",
+            "{} connections ({} sessions, {} rejected, {} closed on error, {} for slow frames), \
+             {} frames stored ({} bytes), {} duplicate frames dropped, {} run.json written, \
+             {} I/O errors",
             self.connections,
             self.sessions,
             self.rejected_connections,
             self.closed_on_error,
+            self.slow_frames,
             self.frames_stored,
             self.bytes_stored,
             self.duplicate_frames,
@@ -56,6 +61,7 @@ pub(crate) struct Counters {
     pub sessions: AtomicU64,
     pub rejected_connections: AtomicU64,
     pub closed_on_error: AtomicU64,
+    pub slow_frames: AtomicU64,
     pub frames_stored: AtomicU64,
     pub duplicate_frames: AtomicU64,
     pub bytes_stored: AtomicU64,
@@ -77,6 +83,7 @@ impl Counters {
             sessions: g(&self.sessions),
             rejected_connections: g(&self.rejected_connections),
             closed_on_error: g(&self.closed_on_error),
+            slow_frames: g(&self.slow_frames),
             frames_stored: g(&self.frames_stored),
             duplicate_frames: g(&self.duplicate_frames),
             bytes_stored: g(&self.bytes_stored),
