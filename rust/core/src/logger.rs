@@ -5,8 +5,11 @@
 //! [`Call::commit`] applies the step rule. Dropping a call without committing discards what it
 //! staged, so a call lands whole or not at all.
 //!
-//! Invariants: `log()` never does I/O and never raises because of I/O; after `finish()` every
-//! call fails with `Error::Closed`.
+//! Invariants: `log()` never does I/O and never raises because of I/O; nothing waits for ring
+//! space while holding the accumulator's lock ([`Logged::Waiting`]: the caller waits after the
+//! call, with the GIL released); `closed` is set and checked under that lock, so every row is
+//! committed before `finish()` takes the open row and counted by it, or refused with
+//! `Error::Closed`.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -30,6 +33,9 @@ use crate::summary::SummaryValue;
 use crate::value::{Item, KeyId, Value};
 use crate::writer::{Shared, SharedSummary, Writer};
 
+mod backlog;
+pub use backlog::Backlog;
+
 /// Longest text value accepted, in bytes.
 pub const MAX_TEXT_BYTES: usize = 1 << 20;
 /// Rows per chunk handed to the writer (fewer for tiny queues).
@@ -40,6 +46,10 @@ pub const CHUNK_ROWS: usize = 256;
 pub enum Logged {
     /// Merged (and committed, if the call committed).
     Accepted,
+    /// Accepted, but the ring was full under the `block` policy: the committed rows wait on
+    /// the callers' side, in order. The caller must now call [`Logger::wait`] holding nothing
+    /// (no call, no GIL), which waits at most `block_timeout_s` for the writer.
+    Waiting(Backlog),
     /// Not written: the step was smaller than the current one. `first` is true for the first
     /// rejection of the run, so that the caller warns once.
     Rejected {
@@ -150,8 +160,7 @@ impl Call<'_> {
         match self.acc.apply(step, commit) {
             Ok(full) => {
                 if full {
-                    let chunk = self.acc.swap_chunk(self.logger.ring.spare());
-                    self.logger.ring.push(Item::Chunk(chunk));
+                    return self.hand_over_full();
                 }
                 Logged::Accepted
             }
@@ -165,6 +174,31 @@ impl Call<'_> {
                     rejected,
                     first: n == 0,
                 }
+            }
+        }
+    }
+}
+
+impl Call<'_> {
+    /// Hands the full chunk to the ring; under `block` with the ring full, keeps its rows in
+    /// the accumulator (they go first, in order, once there is space) and has the caller wait.
+    #[cold]
+    #[inline(never)]
+    fn hand_over_full(&mut self) -> Logged {
+        let ring = &self.logger.ring;
+        let target = Backlog::after(&self.acc);
+        if ring.blocks() && ring.is_full() {
+            ring.wake();
+            return Logged::Waiting(target);
+        }
+        let chunk = self.acc.swap_chunk(ring.spare());
+        match ring.offer(Item::Chunk(chunk)) {
+            Ok(_) => Logged::Accepted,
+            Err(item) => {
+                if let Item::Chunk(chunk) = item {
+                    ring.recycle(self.acc.restore(chunk));
+                }
+                Logged::Waiting(target)
             }
         }
     }
@@ -235,13 +269,13 @@ impl Logger {
     /// Starts a `log()` call (takes the accumulator's lock until the call ends).
     #[inline]
     pub fn call(&self) -> Result<Call<'_>> {
-        if self.closed.load(Ordering::Acquire) {
+        let acc = self.acc.lock();
+        // NOTE: checked under the lock, which `finish()` holds when it sets the flag: a call
+        // that passed it commits before `finish()` takes the open row and the committed rows.
+        if self.closed.load(Ordering::Relaxed) {
             return Err(Error::Closed);
         }
-        Ok(Call {
-            logger: self,
-            acc: self.acc.lock(),
-        })
+        Ok(Call { logger: self, acc })
     }
 
     /// The id of key `name` in this shard, registering it (for pre-bound handles).
@@ -260,7 +294,13 @@ impl Logger {
         for (name, value) in cells {
             call.set(name, value)?;
         }
-        Ok(call.commit(step, commit))
+        match call.commit(step, commit) {
+            Logged::Waiting(backlog) => {
+                self.wait(backlog);
+                Ok(Logged::Accepted)
+            }
+            logged => Ok(logged),
+        }
     }
 
     /// The step the next committing `log()` without `step=` writes.
@@ -268,16 +308,10 @@ impl Logger {
         self.acc.lock().step()
     }
 
-    /// Hands the rows committed so far on the callers' side to the writer (before a fork).
+    /// Hands the rows committed so far on the callers' side to the writer (before a fork),
+    /// waiting for ring space (bounded) with the accumulator's lock released.
     pub fn hand_over(&self) {
-        self.hand_over_locked(&mut self.acc.lock());
-    }
-
-    /// Hands the committed rows still on the callers' side to the writer.
-    fn hand_over_locked(&self, acc: &mut Accumulator) {
-        if let Some(chunk) = acc.take_committed(self.ring.spare()) {
-            self.ring.push(Item::Chunk(chunk));
-        }
+        self.hand_over_waiting();
     }
 
     /// Sets a summary value (`run.summary[key] = value`); later logs of the key replace it.
@@ -317,7 +351,7 @@ impl Logger {
     /// Queues a control item after every row committed before it (rows logged earlier must
     /// reach the writer first, or they would overwrite a summary set now).
     fn push_control(&self, item: Item) -> Result<()> {
-        self.hand_over_locked(&mut self.acc.lock());
+        self.hand_over_waiting();
         if self.ring.push_waiting(item) {
             Ok(())
         } else {
@@ -343,7 +377,7 @@ impl Logger {
         if self.closed.load(Ordering::Acquire) {
             return Ok(());
         }
-        self.hand_over_locked(&mut self.acc.lock());
+        self.hand_over_waiting();
         self.writer.flush(timeout)
     }
 
@@ -354,19 +388,25 @@ impl Logger {
         if self.closed.load(Ordering::Acquire) {
             return Ok(()); // finish() synced
         }
-        self.hand_over_locked(&mut self.acc.lock());
+        self.hand_over_waiting();
         self.writer.sync(timeout)
     }
 
     /// Commits the open row, writes everything and the close frame, and stops the writer.
     /// Idempotent: later calls return the same counters at once.
     pub fn finish(&self) -> Result<StatsSnapshot> {
-        if !self.closed.swap(true, Ordering::AcqRel) {
-            {
-                let mut acc = self.acc.lock();
+        let first = {
+            let mut acc = self.acc.lock();
+            let first = !self.closed.swap(true, Ordering::AcqRel);
+            if first {
                 acc.commit_open();
-                self.hand_over_locked(&mut acc);
+                // Never waits: rows the full ring cannot take stay here, and the writer's
+                // close takes them (under this lock) after everything queued before them.
+                self.try_hand_over(&mut acc);
             }
+            first
+        };
+        if first {
             self.writer
                 .shutdown(Duration::from_secs_f64(self.config.finish_timeout_s))?;
         }
@@ -379,9 +419,13 @@ impl Logger {
     /// writer thread if the process lives on).
     pub fn finish_bounded(&self) -> (StatsSnapshot, u64) {
         let _ = self.finish();
-        let s = self.stats();
-        let unwritten = s
-            .rows_queued
+        // Read under the lock: the writer moves rows from the accumulator to `rows_queued`
+        // under it, so none is counted twice or not at all.
+        let (s, waiting) = {
+            let acc = self.acc.lock();
+            (self.stats(), acc.committed_rows() as u64)
+        };
+        let unwritten = (s.rows_queued + waiting)
             .saturating_sub(s.rows_written)
             .saturating_sub(s.rows_failed);
         (s, unwritten)
