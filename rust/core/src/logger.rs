@@ -145,7 +145,8 @@ impl Call<'_> {
         self.acc.mark_staged_distinct();
     }
 
-    /// Applies the step rule to what was staged and hands a full chunk to the writer.
+    /// Applies the step rule to what was staged and hands a full chunk to the writer. On
+    /// [`Logged::Waiting`] the caller calls [`Logger::wait`] next, holding nothing.
     pub fn commit(mut self, step: Option<i64>, commit: Option<bool>) -> Logged {
         if self.acc.staged_needs_policy() && step.is_none_or(|n| n >= self.acc.step()) {
             // Counted here, once per call that lands, then substituted if asked.

@@ -169,11 +169,10 @@ impl Writer {
             state.seq = 0; // the header is framed again, as frame 0, by the next write
         }
         let thread = thread::spawn(state).map_err(Error::SpawnThread)?;
-        let stats = Arc::clone(&shared_stats);
         Ok(Writer {
             control,
             ring,
-            stats,
+            stats: shared_stats,
             thread: Mutex::new(Some(thread)),
         })
     }
@@ -229,7 +228,7 @@ impl State {
             let look =
                 syncing || self.last_open_check.elapsed() + tick >= self.config.flush_interval();
             self.drain();
-            let open = self.steal(false, look);
+            let open = self.steal(syncing, look);
             let due = [self.batch.started(), self.pending_since]
                 .into_iter()
                 .flatten()
