@@ -40,6 +40,8 @@ MAX_DEPTH = 32
 
 KIND_HEADER, KIND_BATCH, KIND_SUMMARY, KIND_GAP, KIND_CLOSE, KIND_METRICS = 1, 2, 3, 4, 5, 6
 KNOWN_KINDS = {KIND_HEADER, KIND_BATCH, KIND_SUMMARY, KIND_GAP, KIND_CLOSE, KIND_METRICS}
+KIND_OPEN = 8  # open rows (FORMAT.md section 3, "Open rows")
+KNOWN_KINDS = KNOWN_KINDS | {KIND_OPEN}
 CODEC_NONE, CODEC_ZSTD = 0, 1
 DTYPES = {"f64": np.dtype("<f8"), "i64": np.dtype("<i8"), "bool": np.dtype("u1")}
 MAX_BATCH_VALUES = 1 << 25  # values (summed over its columns) a batch may declare
@@ -284,6 +286,8 @@ class Shard:
     bad_frames: list[tuple[int, str]] = field(default_factory=list)
     missing: list[tuple[int, int]] = field(default_factory=list)
     rows: int = 0
+    # open-row frames, in file order: (step, time, [(name, kind, value)])
+    open_rows: list[tuple[int, float, list[tuple[str, str, Other]]]] = field(default_factory=list)
 
     @property
     def summary(self) -> dict[str, Any]:
@@ -505,9 +509,57 @@ def decode_shard(buf: bytes) -> Shard:
                 s.gaps.append((m.get("rows", 0), m.get("reason", "unknown")))
             elif h.kind == KIND_CLOSE:
                 s.close = dict(m)
+            elif h.kind == KIND_OPEN:
+                s.open_rows.append(_open_row(m))
         except (FrameError, AttributeError, TypeError) as e:
             s.bad_frames.append((item.offset, str(e)))
+    _apply_open_rows(s)
     return s
+
+
+def _open_row(m: Any) -> tuple[int, float, list[tuple[str, str, Other]]]:
+    step, t, cells = m.get("step"), m.get("time"), m.get("cells")
+    if not (isinstance(step, int) and isinstance(t, (int, float)) and isinstance(cells, list)):
+        raise FrameError("open row lacks step, time or cells")
+    out = []
+    for c in cells:
+        if not (isinstance(c, list) and len(c) >= 3 and isinstance(c[0], str) and c[0]):
+            raise FrameError("bad open-row cell")
+        if c[0] == TIMESTAMP_KEY:
+            raise FrameError("_timestamp in an open row's cells")
+        out.append((c[0], c[1], decode_value(c[1], c[2])))
+    return step, float(t), out
+
+
+def _apply_open_rows(s: Shard) -> None:
+    """The open-row rule: the frames of one step merge in file order (a later cell of a key
+    replaces an earlier one, keys are the union); a merged row counts only when its step is
+    greater than every committed step of the shard."""
+    committed = s.series(TIMESTAMP_KEY, "f64")[0]
+    last = int(committed.max()) if committed.size else None
+    merged: dict[int, tuple[float, dict[str, tuple[str, Other]]]] = {}
+    for step, t, cells in s.open_rows:
+        if last is not None and step <= last:
+            continue
+        _, row = merged.get(step, (t, {}))
+        for name, kind, value in cells:
+            row[name] = (kind, value)
+        merged[step] = (t, row)
+    for step in sorted(merged):
+        t, row = merged[step]
+        s.columns.setdefault((TIMESTAMP_KEY, "f64"), []).append(
+            (np.array([step], np.int64), np.array([t]))
+        )
+        for name, (kind, value) in row.items():
+            if name not in s.keys:
+                s.keys.append(name)
+            if kind in DTYPES:
+                s.columns.setdefault((name, kind), []).append(
+                    (np.array([step], np.int64), np.array([value], DTYPES[kind]))
+                )
+            else:
+                s.others.append((step, name, kind, value))
+        s.rows += 1
 
 
 def decode_run(run_dir: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, Shard]]:
@@ -1140,3 +1192,47 @@ def test_worked_example_in_the_spec_decodes():
     (frame,) = s.frames
     assert frame.header.kind == KIND_CLOSE and frame.header.seq == 3
     assert s.close is not None and s.close["rows_written"] == 2
+
+
+def test_open_rows_decode_independently_and_match_steplog(tmp_path):
+    run = steplog.init(dir=tmp_path, flush_interval_s=1000)
+    for i in range(20):
+        run.log({"loss": i * 0.5, "n": i}, step=i)
+    run.log({"note": "hi", "flag": True}, step=19)
+    run.sync()  # writes the row of step 19, still open, as an open-row frame
+    (path,) = Path(run.dir).glob("*" + SHARD_SUFFIX)
+    live = path.read_bytes()
+    s = decode_shard(live)
+    assert [f.header.kind for f in s.frames].count(KIND_OPEN) == 1
+    assert not s.damage and not s.bad_frames and s.rows == 20
+    assert s.series("loss", "f64")[0].tolist() == list(range(20))
+    assert s.others == [(19, "note", "text", "hi")]
+    # Crafted frames: a later copy of step 19 with one key (merged: it wins, the rest stays)
+    # and a copy of a committed step (ignored).
+    seq = max(f.header.seq for f in s.frames) + 1
+    late = {"step": 19, "time": 1.5, "cells": [["loss", "f64", -1.0], ["extra", "i64", 7]]}
+    old = {"step": 3, "time": 1.0, "cells": [["loss", "f64", 1e9]]}
+    crafted = live + b"".join(
+        encode_frame(KIND_OPEN, seq + i, msgpack.packb(m), CODEC_ZSTD)
+        for i, m in enumerate([late, old])
+    )
+    copy = tmp_path / ("copy" + SHARD_SUFFIX)
+    copy.write_bytes(crafted)
+    s = decode_shard(crafted)
+    theirs = steplog._core.read_shard(str(copy))
+    assert not s.bad_frames and not theirs["problems"]
+    assert s.rows == theirs["rows"] == 20
+    assert s.keys == theirs["keys"] == ["loss", "n", "note", "flag", "extra"]
+    series = {(k, d): (st.tolist(), v.tolist()) for k, d, st, v in theirs["series"]}
+    for key, dtype in [("loss", "f64"), ("n", "i64"), ("flag", "bool"), ("extra", "i64")]:
+        steps, values = s.series(key, dtype)
+        assert series[(key, dtype)] == (steps.tolist(), values.tolist()), key
+    loss = s.series("loss", "f64")
+    assert loss[0].tolist() == list(range(20)) and loss[1][-1] == -1.0 and loss[1][3] == 1.5
+    assert series[("_timestamp", "f64")][1][-1] == 1.5, "the latest copy's time"
+    # Committed by finish(): the committed row stands, the open-row frames are superseded.
+    run.log({"loss": 100.0}, step=19)
+    run.finish()
+    s = decode_shard(path.read_bytes())
+    assert s.rows == 20 and s.series("loss", "f64")[1][-1] == 100.0
+    assert s.series(TIMESTAMP_KEY, "f64")[0].tolist() == list(range(20))

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import warnings
 
 import steplog
@@ -84,3 +85,62 @@ def test_sigkill_at_random_moments_keeps_a_gap_free_prefix(tmp_path):
         assert reader.history("tag") == [(i, f"t{i}") for i in range(0, rows, 1000)], context
         assert rows >= written, f"{rows} rows read back ({context})"
         assert reader.rows == rows and reader.dropped == 0, context
+
+
+OPEN_ROW_CHILD = """
+import sys, steplog
+run = steplog.init(dir=sys.argv[1], flush_interval_s=0.2)
+run.define_metric("x", summary="mean,first,last")
+print(run.dir, flush=True)
+for i in range(10_000):
+    run.log({"x": i, "y": i * 0.5}, step=i)
+print(run.step, flush=True)  # still 9999: the row of step 9999 is open
+sys.stdin.readline()  # killed while waiting here
+"""
+
+
+def test_the_open_row_survives_sigkill_after_the_flush_interval(tmp_path):
+    # With step=, the last row stays open (nothing commits it but a larger step or finish);
+    # the writer writes it provisionally within the flush interval, so a SIGKILL after that
+    # loses nothing, and the summary counts it once.
+    proc = subprocess.Popen(
+        [sys.executable, "-c", OPEN_ROW_CHILD, str(tmp_path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    watchdog = threading.Timer(60, proc.kill)
+    watchdog.start()
+    try:
+        run_dir = proc.stdout.readline().strip()
+        step = proc.stdout.readline().strip()
+        assert run_dir and step, proc.stderr.read() if proc.poll() is not None else ""
+        # Poll the shard file (bounded) until the last step is in it, provisionally.
+        deadline = time.monotonic() + 30
+        rows = 0
+        while time.monotonic() < deadline:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # a write may be under way: a torn tail
+                rows = steplog.open(run_dir).rows
+            if rows == 10_000:
+                break
+            time.sleep(0.02)  # ok-sleep: polling the file
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=60)
+    finally:
+        watchdog.cancel()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert int(step) == 9_999, "the last row was still open when the child was killed"
+    assert rows == 10_000, f"the open row never reached the file ({rows} rows)"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        reader = steplog.open(run_dir)
+    assert all(p["torn_tail"] for p in reader.problems), reader.problems
+    steps, x = reader.scalars("x")
+    assert steps.tolist() == list(range(10_000)) and x.tolist() == list(range(10_000))
+    assert reader.scalars("y")[1].tolist() == [i * 0.5 for i in range(10_000)]
+    assert reader.rows == 10_000
+    assert reader.summary["x"] == {"mean": 4999.5, "first": 0, "last": 9999}

@@ -178,7 +178,15 @@ class Run(_core.Run):
                 stats["write_errors"] += 1
                 stats["first_error"] = stats["first_error"] or problem
                 stats["run_json_error"] = problem
-        if stats["rows_unwritten"]:
+        if stats.get("writer_panic"):
+            warnings.warn(
+                f"steplog: run {self.id}: the writer thread stopped with a panic "
+                f"({stats['writer_panic']}); {stats['rows_unwritten']} rows were not written. "
+                "Please report this as a steplog bug.",
+                _core.SteplogWarning,
+                stacklevel=2,
+            )
+        elif stats["rows_unwritten"]:
             warnings.warn(
                 f"steplog: run {self.id}: the writer did not finish within finish_timeout_s; "
                 f"{stats['rows_unwritten']} rows were not written (first error: "

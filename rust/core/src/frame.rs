@@ -3,7 +3,8 @@
 //! ```text
 //! offset size field
 //!   0     4  magic        b"SLG1"
-//!   4     1  kind         1 header, 2 batch, 3 summary, 4 gap, 5 close, 6 metrics, 7 run
+//!   4     1  kind         1 header, 2 batch, 3 summary, 4 gap, 5 close, 6 metrics, 7 run,
+//!                         8 open row
 //!   5     1  codec        0 none, 1 zstd
 //!   6     2  flags        0 (reserved)
 //!   8     8  seq          frame number in this shard, from 0, +1 per frame (u64 LE)
@@ -47,6 +48,8 @@ pub enum Kind {
     /// The run's metadata (`run.json`) as uncompressed JSON; written by network writers so the
     /// collector can write the run's `run.json`.
     Run = 7,
+    /// A provisional copy of the row still open on the callers' side (see `open_row`).
+    Open = 8,
 }
 
 impl Kind {
@@ -60,6 +63,7 @@ impl Kind {
             5 => Kind::Close,
             6 => Kind::Metrics,
             7 => Kind::Run,
+            8 => Kind::Open,
             _ => return None,
         })
     }

@@ -28,6 +28,7 @@ pub mod metric;
 pub mod msgpack;
 pub mod net;
 pub mod nonfinite;
+pub mod open_row;
 pub mod reader;
 pub mod ring;
 pub mod shard;

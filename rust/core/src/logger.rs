@@ -5,8 +5,11 @@
 //! [`Call::commit`] applies the step rule. Dropping a call without committing discards what it
 //! staged, so a call lands whole or not at all.
 //!
-//! Invariants: `log()` never does I/O and never raises because of I/O; after `finish()` every
-//! call fails with `Error::Closed`.
+//! Invariants: `log()` never does I/O and never raises because of I/O; nothing waits for ring
+//! space while holding the accumulator's lock ([`Logged::Waiting`]: the caller waits after the
+//! call, with the GIL released); `closed` is set and checked under that lock, so every row is
+//! committed before `finish()` takes the open row and counted by it, or refused with
+//! `Error::Closed`.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -30,7 +33,9 @@ use crate::summary::SummaryValue;
 use crate::value::{Item, KeyId, Value};
 use crate::writer::{Shared, SharedSummary, Writer};
 
+mod backlog;
 mod summary_view;
+pub use backlog::Backlog;
 pub use summary_view::SummaryVersion;
 
 /// Longest text value accepted, in bytes.
@@ -43,6 +48,10 @@ pub const CHUNK_ROWS: usize = 256;
 pub enum Logged {
     /// Merged (and committed, if the call committed).
     Accepted,
+    /// Accepted, but the ring was full under the `block` policy: the committed rows wait on
+    /// the callers' side, in order. The caller must now call [`Logger::wait`] holding nothing
+    /// (no call, no GIL), which waits at most `block_timeout_s` for the writer.
+    Waiting(Backlog),
     /// Not written: the step was smaller than the current one. `first` is true for the first
     /// rejection of the run, so that the caller warns once.
     Rejected {
@@ -138,7 +147,8 @@ impl Call<'_> {
         self.acc.mark_staged_distinct();
     }
 
-    /// Applies the step rule to what was staged and hands a full chunk to the writer.
+    /// Applies the step rule to what was staged and hands a full chunk to the writer. On
+    /// [`Logged::Waiting`] the caller calls [`Logger::wait`] next, holding nothing.
     pub fn commit(mut self, step: Option<i64>, commit: Option<bool>) -> Logged {
         if self.acc.staged_needs_policy() && step.is_none_or(|n| n >= self.acc.step()) {
             // Counted here, once per call that lands, then substituted if asked.
@@ -153,8 +163,7 @@ impl Call<'_> {
         match self.acc.apply(step, commit) {
             Ok(full) => {
                 if full {
-                    let chunk = self.acc.swap_chunk(self.logger.ring.spare());
-                    self.logger.ring.push(Item::Chunk(chunk));
+                    return self.hand_over_full();
                 }
                 Logged::Accepted
             }
@@ -168,6 +177,31 @@ impl Call<'_> {
                     rejected,
                     first: n == 0,
                 }
+            }
+        }
+    }
+}
+
+impl Call<'_> {
+    /// Hands the full chunk to the ring; under `block` with the ring full, keeps its rows in
+    /// the accumulator (they go first, in order, once there is space) and has the caller wait.
+    #[cold]
+    #[inline(never)]
+    fn hand_over_full(&mut self) -> Logged {
+        let ring = &self.logger.ring;
+        let target = Backlog::after(&self.acc);
+        if ring.blocks() && ring.is_full() {
+            ring.wake();
+            return Logged::Waiting(target);
+        }
+        let chunk = self.acc.swap_chunk(ring.spare());
+        match ring.offer(Item::Chunk(chunk)) {
+            Ok(_) => Logged::Accepted,
+            Err(item) => {
+                if let Item::Chunk(chunk) = item {
+                    ring.recycle(self.acc.restore(chunk));
+                }
+                Logged::Waiting(target)
             }
         }
     }
@@ -238,13 +272,13 @@ impl Logger {
     /// Starts a `log()` call (takes the accumulator's lock until the call ends).
     #[inline]
     pub fn call(&self) -> Result<Call<'_>> {
-        if self.closed.load(Ordering::Acquire) {
+        let acc = self.acc.lock();
+        // NOTE: checked under the lock, which `finish()` holds when it sets the flag: a call
+        // that passed it commits before `finish()` takes the open row and the committed rows.
+        if self.closed.load(Ordering::Relaxed) {
             return Err(Error::Closed);
         }
-        Ok(Call {
-            logger: self,
-            acc: self.acc.lock(),
-        })
+        Ok(Call { logger: self, acc })
     }
 
     /// The id of key `name` in this shard, registering it (for pre-bound handles).
@@ -263,7 +297,13 @@ impl Logger {
         for (name, value) in cells {
             call.set(name, value)?;
         }
-        Ok(call.commit(step, commit))
+        match call.commit(step, commit) {
+            Logged::Waiting(backlog) => {
+                self.wait(backlog);
+                Ok(Logged::Accepted)
+            }
+            logged => Ok(logged),
+        }
     }
 
     /// The step the next committing `log()` without `step=` writes.
@@ -271,16 +311,10 @@ impl Logger {
         self.acc.lock().step()
     }
 
-    /// Hands the rows committed so far on the callers' side to the writer (before a fork).
+    /// Hands the rows committed so far on the callers' side to the writer (before a fork),
+    /// waiting for ring space (bounded) with the accumulator's lock released.
     pub fn hand_over(&self) {
-        self.hand_over_locked(&mut self.acc.lock());
-    }
-
-    /// Hands the committed rows still on the callers' side to the writer.
-    fn hand_over_locked(&self, acc: &mut Accumulator) {
-        if let Some(chunk) = acc.take_committed(self.ring.spare()) {
-            self.ring.push(Item::Chunk(chunk));
-        }
+        self.hand_over_waiting();
     }
 
     /// Sets a summary value (`run.summary[key] = value`); later logs of the key replace it.
@@ -323,7 +357,7 @@ impl Logger {
     /// Queues a control item after every row committed before it (rows logged earlier must
     /// reach the writer first, or they would overwrite a summary set now).
     fn push_control(&self, item: Item) -> Result<()> {
-        self.hand_over_locked(&mut self.acc.lock());
+        self.hand_over_waiting();
         if self.ring.push_waiting(item) {
             Ok(())
         } else {
@@ -349,7 +383,7 @@ impl Logger {
         if self.closed.load(Ordering::Acquire) {
             return Ok(());
         }
-        self.hand_over_locked(&mut self.acc.lock());
+        self.hand_over_waiting();
         self.writer.flush(timeout)
     }
 
@@ -360,19 +394,25 @@ impl Logger {
         if self.closed.load(Ordering::Acquire) {
             return Ok(()); // finish() synced
         }
-        self.hand_over_locked(&mut self.acc.lock());
+        self.hand_over_waiting();
         self.writer.sync(timeout)
     }
 
     /// Commits the open row, writes everything and the close frame, and stops the writer.
     /// Idempotent: later calls return the same counters at once.
     pub fn finish(&self) -> Result<StatsSnapshot> {
-        if !self.closed.swap(true, Ordering::AcqRel) {
-            {
-                let mut acc = self.acc.lock();
+        let first = {
+            let mut acc = self.acc.lock();
+            let first = !self.closed.swap(true, Ordering::AcqRel);
+            if first {
                 acc.commit_open();
-                self.hand_over_locked(&mut acc);
+                // Never waits: rows the full ring cannot take stay here, and the writer's
+                // close takes them (under this lock) after everything queued before them.
+                self.try_hand_over(&mut acc);
             }
+            first
+        };
+        if first {
             self.writer
                 .shutdown(Duration::from_secs_f64(self.config.finish_timeout_s))?;
         }
@@ -385,9 +425,13 @@ impl Logger {
     /// writer thread if the process lives on).
     pub fn finish_bounded(&self) -> (StatsSnapshot, u64) {
         let _ = self.finish();
-        let s = self.stats();
-        let unwritten = s
-            .rows_queued
+        // Read under the lock: the writer moves rows from the accumulator to `rows_queued`
+        // under it, so none is counted twice or not at all.
+        let (s, waiting) = {
+            let acc = self.acc.lock();
+            (self.stats(), acc.committed_rows() as u64)
+        };
+        let unwritten = (s.rows_queued + waiting)
             .saturating_sub(s.rows_written)
             .saturating_sub(s.rows_failed);
         (s, unwritten)

@@ -17,6 +17,7 @@ use crate::summary::SummaryValue;
 use crate::value::Value;
 
 mod batch;
+mod open;
 pub use batch::decode_other;
 use batch::Pending;
 
@@ -114,6 +115,7 @@ pub fn decode_shard(bytes: &[u8]) -> ShardData {
     let mut next_seq = 0u64;
     let mut after_damage = false;
     let mut batches = Vec::new();
+    let mut open_rows = Vec::new();
     for ev in frame::Frames::new(bytes) {
         match ev {
             Event::Frame {
@@ -137,14 +139,18 @@ pub fn decode_shard(bytes: &[u8]) -> ShardData {
                 }
                 let len = frame::HEADER_LEN + payload.len();
                 let result = frame::decode_payload(&header, payload).and_then(|raw| {
-                    if header.kind == Kind::Batch as u8 {
+                    if header.kind == Kind::Batch as u8 || header.kind == Kind::Open as u8 {
                         let seq = header.seq;
-                        batches.push(Pending {
+                        let pending = Pending {
                             offset,
                             len,
                             seq,
                             raw,
-                        });
+                        };
+                        match header.kind == Kind::Batch as u8 {
+                            true => batches.push(pending),
+                            false => open_rows.push(pending),
+                        }
                         return Ok(());
                     }
                     let v = msgpack::decode(&raw)?;
@@ -189,6 +195,7 @@ pub fn decode_shard(bytes: &[u8]) -> ShardData {
         .filter(|(id, (_, listed))| **id > 0 && *listed)
         .map(|(_, (name, _))| name.to_string())
         .collect();
+    d.open_rows(&open_rows);
     d.out
 }
 
@@ -311,7 +318,7 @@ impl Decoder {
                 let reason = v.get("reason").and_then(Mp::as_str).unwrap_or("unknown");
                 self.out.gaps.push((rows, reason.to_string()));
             }
-            Some(Kind::Run) | None => {}
+            Some(Kind::Run | Kind::Open) | None => {}
         }
         Ok(())
     }

@@ -55,8 +55,22 @@ impl Ring {
         }
     }
 
-    /// Queues `item` under the overflow policy. Returns `false` when it was dropped.
+    /// Queues `item` under the overflow policy, waiting for space under `block` (callers
+    /// that hold a lock use [`Ring::offer`] instead). Returns `false` when it was dropped.
     pub fn push(&self, item: Item) -> bool {
+        match self.offer(item) {
+            Ok(kept) => kept,
+            Err(item) => {
+                let rows = rows_of(&item);
+                self.push_blocking(item, rows)
+            }
+        }
+    }
+
+    /// Queues `item` under the overflow policy without ever waiting: `Ok(false)` when a drop
+    /// policy dropped it, `Err(item)` (the writer woken) when the ring is full under `block`,
+    /// so that the caller can wait for space with nothing held ([`Ring::wait_for_space`]).
+    pub fn offer(&self, item: Item) -> Result<bool, Item> {
         let rows = rows_of(&item);
         let item = match self.items.push(item) {
             Ok(()) => {
@@ -64,7 +78,7 @@ impl Ring {
                 if self.items.len() >= self.wake_at {
                     self.writer.unpark();
                 }
-                return true;
+                return Ok(true);
             }
             Err(item) => item,
         };
@@ -72,7 +86,7 @@ impl Ring {
         match self.policy {
             OverflowPolicy::DropNew => {
                 self.drop_item(item);
-                false
+                Ok(false)
             }
             OverflowPolicy::DropOldest => {
                 self.stats.rows_queued.fetch_add(rows, Relaxed);
@@ -82,10 +96,46 @@ impl Ring {
                     self.stats.rows_queued.fetch_sub(rows_of(&old), Relaxed);
                     self.drop_item(old);
                 }
-                true
+                Ok(true)
             }
-            OverflowPolicy::Block => self.push_blocking(item, rows),
+            OverflowPolicy::Block => Err(item),
         }
+    }
+
+    /// Whether a push now would find no space (a hint: the writer may pop meanwhile).
+    pub fn is_full(&self) -> bool {
+        self.items.is_full()
+    }
+
+    /// Whether full rows wait for space under this ring's policy (`block`) rather than
+    /// being dropped at once.
+    pub fn blocks(&self) -> bool {
+        self.policy == OverflowPolicy::Block
+    }
+
+    /// Polls `ready(has_space)` (with backoff, holding nothing) until it returns `true`, at
+    /// most until `deadline`, waking the writer at each poll. Returns whether it did.
+    pub fn wait_for_space(&self, deadline: Instant, mut ready: impl FnMut(bool) -> bool) -> bool {
+        let backoff = Backoff::new();
+        loop {
+            if ready(!self.items.is_full()) {
+                return true;
+            }
+            self.writer.unpark();
+            if Instant::now() >= deadline {
+                return false;
+            }
+            if backoff.is_completed() {
+                std::thread::sleep(Duration::from_micros(50));
+            } else {
+                backoff.snooze();
+            }
+        }
+    }
+
+    /// The bounded wait under `block`, from now.
+    pub fn block_deadline(&self) -> Instant {
+        Instant::now() + self.block_timeout
     }
 
     /// Queues `item`, waiting for space up to the block timeout whatever the policy (for
@@ -119,7 +169,9 @@ impl Ring {
         }
     }
 
-    fn drop_item(&self, item: Item) {
+    /// Drops `item`, counting its rows in `rows_dropped` (or a summary item in
+    /// `summary_dropped`).
+    pub fn drop_item(&self, item: Item) {
         match item {
             Item::Chunk(chunk) => {
                 self.stats

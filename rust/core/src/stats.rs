@@ -43,6 +43,7 @@ pub struct Stats {
     pub spill_path: Mutex<Option<String>>,
     first_error: Mutex<Option<String>>,
     first_net_error: Mutex<Option<String>>,
+    writer_panic: Mutex<Option<String>>,
 }
 
 /// A point-in-time copy of [`Stats`].
@@ -80,6 +81,9 @@ pub struct StatsSnapshot {
     pub first_error: Option<String>,
     /// The first network error, if any.
     pub first_net_error: Option<String>,
+    /// The message of a panic that stopped the writer thread, if one did (the rows it had
+    /// not written are lost; `finish()` counts them as unwritten).
+    pub writer_panic: Option<String>,
 }
 
 impl Stats {
@@ -102,6 +106,14 @@ impl Stats {
         }
     }
 
+    /// Records that the writer thread panicked with `message` (kept once).
+    pub fn record_panic(&self, message: String) {
+        let mut panic = self.writer_panic.lock();
+        if panic.is_none() {
+            *panic = Some(message);
+        }
+    }
+
     /// Copies every counter.
     pub fn snapshot(&self) -> StatsSnapshot {
         StatsSnapshot {
@@ -121,6 +133,7 @@ impl Stats {
             spill_path: self.spill_path.lock().clone(),
             first_error: self.first_error.lock().clone(),
             first_net_error: self.first_net_error.lock().clone(),
+            writer_panic: self.writer_panic.lock().clone(),
         }
     }
 }

@@ -199,7 +199,7 @@ impl KeyStats {
 }
 
 /// Every key's statistics and the metric definitions, owned by the writer thread.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Summaries {
     keys: Vec<KeyStats>,
     /// Per key id: its definition's index, once resolved (`Some(None)`: no definition).

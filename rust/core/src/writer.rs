@@ -6,7 +6,9 @@
 //! message); every wait on it is bounded; a flush or sync covers every item pushed before it
 //! was requested; fsync happens only here, never on a caller's thread; the thread never needs
 //! the GIL. Frames of a failed write are never in the file, so their sequence numbers are used
-//! again by the next write (whose gap frame records the lost rows).
+//! again by the next write (whose gap frame records the lost rows). A panic on the thread is
+//! caught, recorded in the stats (`writer_panic`) and ends the thread as an exit would, so no
+//! wait on it outlasts it.
 
 mod full;
 
@@ -29,12 +31,18 @@ use crate::frame::{self, Kind};
 use crate::keys::KeyRegistry;
 use crate::msgpack::Enc;
 use crate::nonfinite::SharedCounts;
+use crate::open_row::OpenRows;
 use crate::ring::Ring;
 use crate::shard::{encode_gap, CloseInfo, ShardInfo};
 use crate::sink::{is_full, Sink};
 use crate::stats::Stats;
-use crate::summary::{encode_value, Summaries, SummaryValue};
+use crate::summary::{Summaries, SummaryValue};
 use crate::value::{Item, KeyId};
+
+mod callers;
+mod thread;
+use callers::encode_summary_map;
+use thread::{panic_text, PANIC_VAR};
 
 /// The latest summary values, published by the writer after each write.
 pub type SharedSummary = Arc<Mutex<Vec<(KeyId, SummaryValue)>>>;
@@ -63,6 +71,7 @@ pub struct Shared {
 pub struct Writer {
     control: Arc<Control>,
     ring: Arc<Ring>,
+    stats: Arc<Stats>,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -95,6 +104,11 @@ struct State {
     run_meta: Option<Box<[u8]>>,
     unsynced: bool,
     last_sync: Instant,
+    /// The open row as last written (open-row frames), and when it was last looked at.
+    open_rows: OpenRows,
+    last_open_check: Instant,
+    /// TEST ONLY (`STEPLOG_TEST_WRITER_PANIC`): panic at the first flush, sync or shutdown.
+    panic_on_request: bool,
 }
 
 impl Writer {
@@ -106,6 +120,7 @@ impl Writer {
         parker: Parker,
         shared: Shared,
     ) -> Result<Self> {
+        let shared_stats = Arc::clone(&shared.stats);
         let Shared {
             ring,
             registry,
@@ -145,6 +160,9 @@ impl Writer {
             run_meta: None,
             unsynced: false,
             last_sync: Instant::now(),
+            open_rows: OpenRows::default(),
+            last_open_check: Instant::now(),
+            panic_on_request: std::env::var_os(PANIC_VAR).is_some(),
         };
         info.encode(&mut state.enc);
         state.header = Some(state.enc.buf.clone());
@@ -152,13 +170,11 @@ impl Writer {
         if !state.write_out(0) {
             state.seq = 0; // the header is framed again, as frame 0, by the next write
         }
-        let thread = std::thread::Builder::new()
-            .name("steplog-writer".into())
-            .spawn(move || state.run())
-            .map_err(Error::SpawnThread)?;
+        let thread = thread::spawn(state).map_err(Error::SpawnThread)?;
         Ok(Writer {
             control,
             ring,
+            stats: shared_stats,
             thread: Mutex::new(Some(thread)),
         })
     }
@@ -178,7 +194,11 @@ impl Writer {
     pub fn shutdown(&self, timeout: Duration) -> Result<()> {
         self.wait(self.control.request_shutdown(), timeout)?;
         if let Some(t) = self.thread.lock().take() {
-            let _ = t.join();
+            // A panic is caught on the thread; one that escaped (a panic while unwinding
+            // aborts, so this is only a safety net) is recorded here, never swallowed.
+            if let Err(payload) = t.join() {
+                self.stats.record_panic(panic_text(&*payload));
+            }
         }
         Ok(())
     }
@@ -199,17 +219,27 @@ impl State {
         loop {
             // Read the requests before draining, so each covers what was pushed before it.
             let pending = self.control.pending();
+            let acks = self.control.acks();
+            let flushing = pending.flush > acks.flushed;
+            let syncing = pending.sync > acks.synced;
+            if self.panic_on_request && (flushing || syncing || pending.shutdown) {
+                panic!("injected by {PANIC_VAR} (test only)");
+            }
+            // The open row is looked at about once per flush interval (a change waits at most
+            // that long), and on sync.
+            let look =
+                syncing || self.last_open_check.elapsed() + tick >= self.config.flush_interval();
             self.drain();
-            self.steal();
+            let open = self.steal(syncing, look);
             let due = [self.batch.started(), self.pending_since]
                 .into_iter()
                 .flatten()
                 .any(|t| t.elapsed() >= self.config.flush_interval());
-            let acks = self.control.acks();
-            let flushing = pending.flush > acks.flushed;
-            let syncing = pending.sync > acks.synced;
-            if due || flushing || syncing || pending.shutdown {
+            if due || flushing || syncing || pending.shutdown || open.is_some() {
                 self.write_batch();
+            }
+            if let Some(row) = open {
+                self.write_open_row(&row);
             }
             if syncing {
                 self.deliver();
@@ -296,33 +326,6 @@ impl State {
         drop(values);
         chunk.cells = cells;
         self.ring.recycle(chunk);
-    }
-
-    /// Takes rows committed on the callers' side that have not filled a chunk yet, so that
-    /// they reach the file within the flush interval. Skipped when a caller holds the lock.
-    fn steal(&mut self) {
-        let acc = Arc::clone(&self.acc);
-        let Some(mut guard) = acc.try_lock() else {
-            return;
-        };
-        // A chunk pushed since `drain` holds rows older than those still on the callers'
-        // side, so it goes first (callers push chunks only under this lock). Popped here,
-        // processed after the lock is released: callers never wait on the writer's I/O.
-        let mut older = Vec::new();
-        while let Some(item) = self.ring.pop() {
-            older.push(item);
-        }
-        let taken = guard.take_committed(self.ring.spare());
-        drop(guard);
-        for item in older {
-            self.take_item(item);
-        }
-        if let Some(chunk) = taken {
-            self.stats
-                .rows_queued
-                .fetch_add(chunk.rows() as u64, Ordering::Relaxed);
-            self.take_chunk(chunk);
-        }
     }
 
     /// Encodes the payload in `self.enc` as a frame appended to `self.out`. Returns whether
@@ -440,13 +443,7 @@ impl State {
 
     fn encode_summary(&mut self) {
         let live = self.summaries.snapshot(&self.registry);
-        self.enc.buf.clear();
-        self.enc.map(live.len());
-        for (key, value) in &live {
-            let name = self.registry.name(*key).unwrap_or_else(|| Arc::from(""));
-            self.enc.str(&name);
-            encode_value(value, &mut self.enc);
-        }
+        encode_summary_map(&live, &self.registry, &mut self.enc);
         *self.shared_summary.lock() = live;
         self.summaries.dirty = false;
     }
@@ -470,7 +467,7 @@ impl State {
 
     fn close(&mut self) {
         self.drain();
-        self.steal();
+        self.steal(true, false);
         self.write_batch();
         let s = self.stats.snapshot();
         let nonfinite = self

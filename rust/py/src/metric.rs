@@ -59,6 +59,10 @@ impl PyMetric {
         stage(&mut call, key)?;
         match call.commit(step, commit) {
             Logged::Accepted => Ok(()),
+            Logged::Waiting(backlog) => {
+                crate::run::wait_for_ring(py, &shard.logger, backlog);
+                Ok(())
+            }
             Logged::Rejected { rejected, first } => {
                 warn_rejected(py, rejected, first, &format!("'{}'", self.name))
             }

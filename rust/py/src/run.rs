@@ -16,6 +16,7 @@ use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use smallvec::SmallVec;
+use steplog_core::logger::Backlog;
 use steplog_core::net::client::{NetOptions, NetSink};
 use steplog_core::net::target::target_from;
 use steplog_core::{
@@ -183,6 +184,10 @@ fn log_to(
     };
     match logged {
         Logged::Accepted => Ok(()),
+        Logged::Waiting(backlog) => {
+            wait_for_ring(py, logger, backlog);
+            Ok(())
+        }
         Logged::Rejected { rejected, first } => {
             let keys: Vec<String> = dict.keys().iter().map(|k| format!("'{k}'")).collect();
             warn_rejected(py, rejected, first, &keys.join(", "))
@@ -208,7 +213,20 @@ fn log_converted(
     for k in &names {
         keys.push(k.as_str()?);
     }
-    logger.log(step, commit, keys.into_iter().zip(values)).py()
+    // Not `Logger::log`, which would wait for ring space itself, with the GIL held.
+    let mut call = logger.call().py()?;
+    for (name, value) in keys.into_iter().zip(values) {
+        call.set(name, value).py()?;
+    }
+    Ok(call.commit(step, commit))
+}
+
+/// Waits for ring space after a call that found the ring full under `block`, with the GIL
+/// released (the call has already released the accumulator's lock), so other threads run.
+#[cold]
+#[inline(never)]
+pub fn wait_for_ring(py: Python<'_>, logger: &Logger, backlog: Backlog) {
+    py.detach(|| logger.wait(backlog));
 }
 
 /// Warns about the run's first call rejected for its step (later ones are only counted).
@@ -294,9 +312,9 @@ impl PyRun {
 
     /// Hands rows committed so far to the writer (done before a fork, so the child's copy of
     /// memory holds none that are not on their way to the parent's file).
-    fn _hand_over(&self) {
-        if let Some(shard) = self.shard.load().as_ref() {
-            shard.logger.hand_over();
+    fn _hand_over(&self, py: Python<'_>) {
+        if let Some(shard) = self.shard.load_full() {
+            py.detach(|| shard.logger.hand_over());
         }
     }
 
@@ -403,7 +421,9 @@ impl PyRun {
             goal.as_deref(),
         )
         .py()?;
-        Self::shard(slf)?.logger.define_metric(def).py()
+        let shard = Self::shard(slf)?;
+        // May wait (bounded) for ring space: without the GIL.
+        slf.py().detach(|| shard.logger.define_metric(def)).py()
     }
 
     /// Overrides a summary value.
@@ -416,7 +436,8 @@ impl PyRun {
                 "run.summary['{key}']: summary values are numbers or str, not arrays"
             )));
         }
-        Self::shard(slf)?.logger.set_summary(key, v).py()
+        let shard = Self::shard(slf)?;
+        slf.py().detach(|| shard.logger.set_summary(key, v)).py()
     }
 
     /// The step the next `log()` without `step=` writes (in this process).

@@ -22,6 +22,7 @@ pub fn stats_dict<'py>(py: Python<'py>, s: &StatsSnapshot) -> PyResult<Bound<'py
     d.set_item("net_errors", s.net_errors)?;
     d.set_item("first_net_error", s.first_net_error.clone())?;
     d.set_item("spill_path", s.spill_path.clone())?;
+    d.set_item("writer_panic", s.writer_panic.clone())?;
     Ok(d)
 }
 

@@ -54,6 +54,9 @@ pub struct Accumulator {
     staged_policy: bool,
     /// Whether the caller vouched that the staged keys are distinct.
     staged_distinct: bool,
+    /// Committed rows that left the accumulator (handed to the writer or dropped), so a
+    /// caller waiting for ring space can tell when its rows are gone.
+    rows_out: u64,
 }
 
 impl Accumulator {
@@ -72,6 +75,7 @@ impl Accumulator {
             open_end: 0,
             staged_policy: false,
             staged_distinct: false,
+            rows_out: 0,
         }
     }
 
@@ -215,7 +219,67 @@ impl Accumulator {
         let end = self.chunk.committed_end();
         fresh.cells.extend(self.chunk.cells.drain(end..));
         self.open_end -= end;
+        self.rows_out += self.chunk.rows() as u64;
         Some(std::mem::replace(&mut self.chunk, fresh))
+    }
+
+    /// Committed rows waiting in the accumulator.
+    pub fn committed_rows(&self) -> usize {
+        self.chunk.rows()
+    }
+
+    /// Whether the chunk holds the rows of a full chunk (it grows past that while the ring
+    /// is full under `block`).
+    pub fn chunk_is_full(&self) -> bool {
+        self.chunk.rows() >= self.chunk_rows
+    }
+
+    /// Committed rows that left the accumulator so far; with [`Accumulator::committed_rows`],
+    /// the number of rows committed so far.
+    pub fn rows_out(&self) -> u64 {
+        self.rows_out
+    }
+
+    /// Puts back a chunk that [`Accumulator::take_committed`] returned and the ring could not
+    /// take: its rows stay first, before the open row (and anything staged) of the current
+    /// chunk, whose emptied allocation is returned.
+    pub fn restore(&mut self, mut taken: Chunk) -> Chunk {
+        let end = taken.cells.len();
+        self.rows_out -= taken.rows() as u64;
+        std::mem::swap(&mut self.chunk, &mut taken);
+        // `taken` is now the current chunk: no committed rows, only the open row's cells.
+        self.chunk.cells.append(&mut taken.cells);
+        self.open_end += end;
+        taken.clear();
+        taken
+    }
+
+    /// Takes out the oldest `rows` committed rows (to be dropped: the ring stayed full for
+    /// the whole bounded wait), keeping any later row and the open row.
+    pub fn take_oldest(&mut self, rows: usize) -> Chunk {
+        let rows = rows.min(self.chunk.rows());
+        if rows == 0 {
+            return Chunk::default();
+        }
+        let end = self.chunk.rows[rows - 1].end;
+        let out = Chunk {
+            rows: self.chunk.rows.drain(..rows).collect(),
+            cells: self.chunk.cells.drain(..end as usize).collect(),
+        };
+        for row in &mut self.chunk.rows {
+            row.end -= end;
+        }
+        self.open_end -= end as usize;
+        self.rows_out += rows as u64;
+        out
+    }
+
+    /// The open row, when a row is open and no call is in progress: its step and cells (the
+    /// writer's provisional snapshot, taken under the lock).
+    pub fn open_row(&self) -> Option<(i64, &[Cell])> {
+        let start = self.chunk.committed_end();
+        (self.open && self.chunk.cells.len() == self.open_end)
+            .then(|| (self.step, &self.chunk.cells[start..self.open_end]))
     }
 
     /// Merges the staged cells into the open row: a key already in the row (or staged twice)

@@ -308,3 +308,48 @@ fn fresh_chunks_are_sized_from_use_so_one_huge_row_does_not_stick() {
     assert!(acc.chunk.cells.capacity() >= 30);
     assert!(acc.chunk.rows.capacity() >= 3);
 }
+
+#[test]
+fn a_chunk_put_back_keeps_its_rows_before_the_open_row() {
+    let mut h = Harness::new();
+    h.log(&[("a", 1.0)], None, None).unwrap();
+    h.log(&[("a", 2.0)], None, None).unwrap();
+    h.log(&[("b", 3.0)], Some(5), None).unwrap(); // step 5 stays open
+    let taken = h.acc.take_committed(Chunk::default()).unwrap();
+    assert_eq!((taken.rows(), h.acc.rows_out()), (2, 2));
+    let spare = h.acc.restore(taken);
+    assert!(spare.cells.is_empty() && spare.rows.is_empty());
+    assert_eq!((h.acc.committed_rows(), h.acc.rows_out()), (2, 0));
+    let (step, open) = h.acc.open_row().unwrap();
+    assert_eq!((step, open.len()), (5, 1));
+    h.log(&[("b", 4.0)], Some(5), None).unwrap(); // merges into the open row again
+    h.log(&[("c", 5.0)], Some(6), None).unwrap();
+    assert_eq!(
+        h.table(),
+        vec![
+            row(0, &[("a", 1.0)]),
+            row(1, &[("a", 2.0)]),
+            row(5, &[("b", 4.0)])
+        ]
+    );
+}
+
+#[test]
+fn taking_the_oldest_rows_keeps_the_later_ones_and_the_open_row() {
+    let mut h = Harness::new();
+    for i in 0..2 {
+        h.log(&[("a", f64::from(i)), ("b", 1.0)], None, None)
+            .unwrap();
+    }
+    h.log(&[("c", 9.0)], Some(7), None).unwrap(); // open
+    let dropped = h.acc.take_oldest(1);
+    assert_eq!((dropped.rows(), dropped.cells.len()), (1, 2));
+    assert_eq!((h.acc.committed_rows(), h.acc.rows_out()), (1, 1));
+    assert_eq!(h.acc.take_oldest(0).rows(), 0);
+    h.log(&[("c", 10.0)], Some(7), None).unwrap();
+    h.log(&[("d", 1.0)], Some(8), None).unwrap();
+    assert_eq!(
+        h.table(),
+        vec![row(1, &[("a", 1.0), ("b", 1.0)]), row(7, &[("c", 10.0)])]
+    );
+}
