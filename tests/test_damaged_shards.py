@@ -11,6 +11,7 @@ import struct
 import tempfile
 import warnings
 
+import msgpack
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -19,6 +20,7 @@ from hypothesis import strategies as st
 import steplog
 
 from .test_format import decode_shard as independent_decode
+from .test_format import encode_frame
 
 # Rows of each batch frame (one flush per group). Every key is logged in the first row, so
 # the first batch is the first to use them all.
@@ -226,3 +228,64 @@ def test_one_damaged_byte_costs_at_most_the_rows_of_its_frame(big):
             assert reader.rows == BIG_ROWS - len(hit)
             assert reader.keys() == ["train/loss", "train/acc", "lr", "x", "e"], at
             assert reader.problems, f"byte {at}: the damage is reported"
+
+
+# --- hand-made frames: the reader's views agree on any input ----------------------------------
+
+
+def batch_frame(seq: int, table: list, steps: list, cols: list, vals: list = ()) -> bytes:
+    """A batch frame (codec 0) of rows at `steps`: key table `table`, an f64 column holding
+    the step for each id in `cols`, and text values `vals` of (step, id)."""
+
+    def f64(xs):
+        return struct.pack(f"<{len(xs)}d", *xs)
+
+    columns = [[0, "f64", struct.pack(f"<{len(steps)}q", *steps), f64(steps)]]
+    for kid in cols:
+        columns.append([kid, "f64", struct.pack(f"<{len(steps)}q", *steps), f64(steps)])
+    m = {
+        "rows": len(steps),
+        "keys": table,
+        "cols": columns,
+        "vals": [[step, kid, "text", f"t{step}"] for step, kid in vals],
+    }
+    return encode_frame(KIND_BATCH, seq, msgpack.packb(m, use_bin_type=True))
+
+
+@pytest.mark.parametrize("case", ["conflicting", "undefined", "mixed"])
+def test_views_agree_on_hand_made_key_tables(tmp_path, case):
+    ts = [0, "_timestamp"]
+    frames = {
+        # Id 1 is "a" in one batch and "b" in the next: each batch goes by its own table.
+        "conflicting": [
+            batch_frame(0, [ts, [1, "a"]], [0, 1], [1]),
+            batch_frame(1, [ts, [1, "b"]], [2], [1], [(2, 1)]),
+        ],
+        # Id 2 is named nowhere: that batch is lost whole, its good column with it.
+        "undefined": [
+            batch_frame(0, [ts, [1, "a"]], [0], [1]),
+            batch_frame(1, [ts, [3, "c"]], [1, 2], [3, 2]),
+        ],
+        # An id listed only by an earlier batch (the older layout), then renamed.
+        "mixed": [
+            batch_frame(0, [ts, [1, "a"]], [0], [1]),
+            batch_frame(1, [ts], [1], [1]),
+            batch_frame(2, [ts, [1, "z"]], [2], [], [(2, 1)]),
+        ],
+    }[case]
+    (tmp_path / "s-1.steplog").write_bytes(b"".join(frames))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", steplog.SteplogWarning)
+        reader = steplog.open(tmp_path)
+    want = {
+        "conflicting": {"a": [(0, 0.0), (1, 1.0)], "b": [(2, 2.0), (2, "t2")]},
+        "undefined": {"a": [(0, 0.0)]},
+        "mixed": {"a": [(0, 0.0), (1, 1.0)], "z": [(2, "t2")]},
+    }[case]
+    assert reader.keys() == list(want)
+    for key in reader.keys():  # every key listed can be read, and holds what was written
+        assert sorted(reader.history(key), key=repr) == sorted(want[key], key=repr)
+    assert reader.rows == {"conflicting": 3, "undefined": 1, "mixed": 3}[case]
+    assert reader.problems  # a renamed id, or a batch lost
+    with pytest.raises(steplog.CorruptRunError):
+        steplog.open(tmp_path, strict=True)
