@@ -8,12 +8,14 @@ thing under comparison, `steplog.open`.
 
 from __future__ import annotations
 
+import base64
 import fnmatch
 import glob
 import json
 import math
 import os
 import re
+import socket
 import struct
 import time
 from dataclasses import dataclass, field, replace
@@ -38,8 +40,10 @@ MAX_PAYLOAD = 64 << 20
 MAX_RAW = 256 << 20
 MAX_DEPTH = 32
 
-KIND_HEADER, KIND_BATCH, KIND_SUMMARY, KIND_GAP, KIND_CLOSE, KIND_METRICS = 1, 2, 3, 4, 5, 6
-KNOWN_KINDS = {KIND_HEADER, KIND_BATCH, KIND_SUMMARY, KIND_GAP, KIND_CLOSE, KIND_METRICS}
+KIND_HEADER, KIND_BATCH, KIND_SUMMARY, KIND_GAP, KIND_CLOSE, KIND_METRICS, KIND_RUN = range(1, 8)
+KNOWN_KINDS = {KIND_HEADER, KIND_BATCH, KIND_SUMMARY, KIND_GAP, KIND_CLOSE, KIND_METRICS, KIND_RUN}
+FRAME_MAX_ROWS = 8192  # rows in one batch frame
+FRAME_MAX_BYTES = 64 << 10  # bytes of file (header included) of a batch frame of 2+ rows
 KIND_OPEN = 8  # open rows (FORMAT.md section 3, "Open rows")
 KNOWN_KINDS = KNOWN_KINDS | {KIND_OPEN}
 CODEC_NONE, CODEC_ZSTD = 0, 1
@@ -269,8 +273,13 @@ def decode_value(kind: Any, payload: Any) -> Other:
 class Shard:
     info: dict[str, Any] = field(default_factory=dict)
     keys: list[str] = field(default_factory=list)
-    names: dict[int, str] = field(default_factory=dict)
+    names: dict[int, str] = field(default_factory=dict)  # latest name of each id
     key_tables: list[list[tuple[int, str]]] = field(default_factory=list)
+    # rows of each decoded batch frame, by offset
+    batch_rows: dict[int, int] = field(default_factory=dict)
+    runs: list[dict[str, Any]] = field(default_factory=list)  # run frames' run.json, in order
+    repeats: list[tuple[int, int]] = field(default_factory=list)  # (offset, seq) of copies
+    conflicts: list[tuple[int, str, str]] = field(default_factory=list)  # (id, new, old name)
     # (key, dtype, steps encoding, values encoding) of every column, in file order
     encodings: list[tuple[str, str, str, str]] = field(default_factory=list)
     columns: dict[tuple[str, str], list[tuple[np.ndarray, np.ndarray]]] = field(
@@ -392,56 +401,82 @@ def _column(col: Any) -> tuple[int, str, np.ndarray, np.ndarray, tuple[str, str]
     return kid, dtype, steps, values, (steps_tag, values_tag)
 
 
-def _batch(s: Shard, m: Any) -> None:
+def _batch(s: Shard, m: Any) -> int:
+    """Decodes a batch into `s`: all of it, or (raising FrameError) nothing. Returns its rows."""
     if not isinstance(m, dict):
         raise FrameError("batch is not a map")
     keys, cols, vals = m.get("keys"), m.get("cols"), m.get("vals")
     if not (isinstance(keys, list) and isinstance(cols, list) and isinstance(vals, list)):
         raise FrameError("batch lacks keys, cols or vals")
-    table = []
+    table: dict[int, str] = {}
     for entry in keys:
         if not (isinstance(entry, list) and len(entry) >= 2):
             raise FrameError("bad key entry")
         kid, name = entry[0], entry[1]
-        if not (isinstance(kid, int) and kid >= 0 and isinstance(name, str)):
+        if not (isinstance(kid, int) and kid >= 0 and isinstance(name, str) and name):
             raise FrameError("bad key entry")
-        if kid not in s.names and name != TIMESTAMP_KEY:
-            s.keys.append(name)
+        if kid in table or (kid == 0) != (name == TIMESTAMP_KEY):
+            raise FrameError("bad key table")
+        table[kid] = name
+    for kid, name in table.items():  # the shard's table, for batches that do not list an id
+        if s.names.get(kid, name) != name:
+            s.conflicts.append((kid, name, s.names[kid]))
         s.names[kid] = name
-        table.append((kid, name))
-    s.key_tables.append(table)
-    undefined = []
-    batch_rows = 0
+    s.key_tables.append(sorted(table.items()))
+
+    def name_of(kid: int) -> str:
+        name = table.get(kid, s.names.get(kid))
+        if name is None:
+            raise FrameError(f"key id {kid} is not defined")
+        return name
+
     declared = [_declared(c) for c in cols]
     if sum(declared) > MAX_BATCH_VALUES:
         raise FrameError("batch declares more than 2**25 values")  # before decoding any
+    columns, encodings, others, named = [], [], [], []
+    batch_rows = 0
     for col in cols:
         kid, dtype, steps, values, tags = _column(col)
-        if kid not in s.names:
-            undefined.append(kid)
-            continue
+        name = name_of(kid)
         if kid == 0:
             batch_rows += len(steps)
+        elif len(steps):
+            named.append((kid, name))
         if dtype == "bool":
             values = values != 0
-        s.columns.setdefault((s.names[kid], dtype), []).append((steps, values))
-        s.encodings.append((s.names[kid], dtype, *tags))
+        columns.append(((name, dtype), (steps, values)))
+        encodings.append((name, dtype, *tags))
     for entry in vals:
         if not (isinstance(entry, list) and len(entry) >= 4):
             raise FrameError("bad value entry")
         step, kid, kind, payload = entry[:4]
-        if not (isinstance(step, int) and isinstance(kid, int)):
+        if not (isinstance(step, int) and isinstance(kid, int) and kid > 0):
             raise FrameError("bad value entry")
         value = decode_value(kind, payload)
-        if kid not in s.names:
-            undefined.append(kid)
-            continue
-        s.others.append((step, s.names[kid], kind, value))
-    s.rows += batch_rows
-    if m.get("rows") != batch_rows and not undefined:
+        others.append((step, name_of(kid), kind, value))
+        named.append((kid, others[-1][1]))
+    if m.get("rows") != batch_rows:
         raise FrameError(f"rows={m.get('rows')} but {batch_rows} timestamps")
-    if undefined:
-        raise FrameError(f"key ids {sorted(set(undefined))} are not defined")
+    # All of it decoded: only now does the batch join the shard.
+    for key, part in columns:
+        s.columns.setdefault(key, []).append(part)
+    s.encodings.extend(encodings)
+    s.others.extend(others)
+    for _, name in sorted(named):  # first-logged order: ids in a batch are in that order
+        if name not in s.keys:
+            s.keys.append(name)
+    s.rows += batch_rows
+    return batch_rows
+
+
+def _run(h: FrameHeader, raw: bytes) -> dict[str, Any]:
+    """A run frame: run.json as UTF-8 JSON, stored uncompressed."""
+    if h.codec != CODEC_NONE:
+        raise FrameError("a run frame is stored uncompressed")
+    meta = json.loads(raw.decode("utf-8"))
+    if not (isinstance(meta, dict) and meta.get("format") == "steplog-run"):
+        raise FrameError("a run frame holds run.json")
+    return meta
 
 
 _SCALAR = (bool, int, float, str)
@@ -484,11 +519,17 @@ def _metrics(m: Any) -> list[dict[str, Any]]:
 def decode_shard(buf: bytes) -> Shard:
     s = Shard()
     next_seq = 0
+    seen: set[tuple[int, ...]] = set()
     for item in walk(buf):
         if isinstance(item, Damaged):
             s.damage.append(item)
             continue
         h = item.header
+        ident = (h.seq, h.kind, h.codec, h.payload_len, h.raw_len, h.payload_crc)
+        if ident in seen:  # a copy of a frame already read: dropped (FORMAT.md section 4)
+            s.repeats.append((item.offset, h.seq))
+            continue
+        seen.add(ident)
         if h.seq > next_seq:
             s.missing.append((next_seq, h.seq - 1))
         next_seq = max(next_seq, h.seq + 1)
@@ -496,11 +537,14 @@ def decode_shard(buf: bytes) -> Shard:
         if h.kind not in KNOWN_KINDS:
             continue  # a newer writer's frame: skipped on purpose, its payload left undecoded
         try:
+            if h.kind == KIND_RUN:
+                s.runs.append(_run(h, decode_payload(h, item.payload)))
+                continue
             m = unpack(decode_payload(h, item.payload))
             if h.kind == KIND_HEADER:
                 s.info = dict(m)
             elif h.kind == KIND_BATCH:
-                _batch(s, m)
+                s.batch_rows[item.offset] = _batch(s, m)
             elif h.kind == KIND_SUMMARY:
                 s.summaries.append(_summary(m))
             elif h.kind == KIND_METRICS:
@@ -511,7 +555,7 @@ def decode_shard(buf: bytes) -> Shard:
                 s.close = dict(m)
             elif h.kind == KIND_OPEN:
                 s.open_rows.append(_open_row(m))
-        except (FrameError, AttributeError, TypeError) as e:
+        except (FrameError, AttributeError, TypeError, ValueError) as e:
             s.bad_frames.append((item.offset, str(e)))
     _apply_open_rows(s)
     return s
@@ -833,11 +877,11 @@ def test_every_value_decodes_independently_and_matches_steplog(tmp_path):
     assert t0 <= ts.min() and ts.max() <= t1  # unix seconds of each commit
     assert set(dt for k, dt in s.columns if k == TIMESTAMP_KEY) == {"f64"}
 
-    # Keys: in interning (first-use) order, `_timestamp` excluded.
-    assert s.keys == m.keys
+    # Keys with values, in first-logged order, `_timestamp` excluded ("best", only set through
+    # the summary, has no values: batches need not name it).
+    assert s.keys == m.logged
     reader = steplog.open(run_dir)
-    # "best" is only a summary key: whether readers list such keys is not part of the format.
-    assert [k for k in reader.keys() if k in m.logged] == m.logged
+    assert reader.keys() == m.logged
     assert reader.rows == s.rows == len(m.rows)
     assert not reader.problems
 
@@ -905,13 +949,84 @@ def test_every_value_decodes_independently_and_matches_steplog(tmp_path):
     assert (len(empty.counts), len(empty.edges), empty.nan) == (0, 0, 2)
 
 
-def test_key_table_defines_each_id_once_in_order(tmp_path):
+def test_each_key_table_names_exactly_the_ids_its_batch_uses(tmp_path):
     _, run_dir, _, _ = write_mixed_run(tmp_path)
     _, _, s = only_shard(run_dir)
-    assert s.key_tables[0][0] == (0, TIMESTAMP_KEY)
-    ids = [kid for table in s.key_tables for kid, _ in table]
-    assert ids == list(range(len(ids)))  # each batch continues where the last one stopped
-    assert [name for table in s.key_tables for _, name in table][1:] == s.keys
+    batches = [f for f in s.frames if f.header.kind == KIND_BATCH]
+    assert len(batches) == len(s.key_tables) > 3
+    for f, table in zip(batches, s.key_tables):
+        m = unpack(decode_payload(f.header, f.payload))
+        used = {c[0] for c in m["cols"]} | {v[1] for v in m["vals"]}
+        assert [kid for kid, _ in table] == sorted(used | {0})
+        assert table[0] == (0, TIMESTAMP_KEY)
+    assert not s.conflicts  # an id keeps its name across the shard
+    first = {}
+    for table in s.key_tables:
+        for kid, name in table:
+            first.setdefault(name, kid)
+    assert sorted(first, key=first.__getitem__)[1:] == s.keys  # ids in first-logged order
+
+
+def test_batch_frames_are_bounded_in_rows_and_bytes(tmp_path):
+    run = steplog.init(dir=tmp_path)
+    for i in range(100_000):
+        run.log({"a": i * 0.5, "b": i, "c": float(np.sin(i)), "d": i % 7 == 0})
+    run.log({"text": base64.b64encode(os.urandom(100_000)).decode()})  # a row over 64 KiB
+    run.finish()
+    _, _, s = only_shard(run.dir)
+    assert not s.damage and not s.bad_frames and not s.repeats and s.rows == 100_001
+    batches = [f for f in s.frames if f.header.kind == KIND_BATCH]
+    for f in batches:
+        rows = s.batch_rows[f.offset]
+        assert 1 <= rows <= FRAME_MAX_ROWS
+        assert rows == 1 or HEADER_LEN + f.header.payload_len <= FRAME_MAX_BYTES, rows
+    big = [f for f in batches if HEADER_LEN + f.header.payload_len > FRAME_MAX_BYTES]
+    assert [s.batch_rows[f.offset] for f in big] == [1]  # the big row, alone
+    assert sum(s.batch_rows.values()) == s.rows
+
+
+def test_a_repeated_frame_is_read_once_and_reported(tmp_path):
+    run_dir, path = small_run(tmp_path)
+    whole = path.read_bytes()
+    frames = decode_shard(whole).frames
+    batch = next(f for f in frames if f.header.kind == KIND_BATCH)
+    block = whole[batch.offset : batch.offset + HEADER_LEN + batch.header.payload_len]
+    for damaged in (whole + whole, whole[: frames[-1].offset] + block + whole[frames[-1].offset :]):
+        s = decode_shard(damaged)
+        assert s.rows == 40 and s.repeats and not s.damage and not s.missing
+        path.write_bytes(damaged)
+        with pytest.warns(steplog.SteplogWarning):
+            reader = steplog.open(run_dir)
+        assert reader.rows == 40
+        assert reader.scalars("loss")[0].tolist() == list(range(40))
+        assert any("repeats" in p["reason"] for p in reader.problems)
+        with pytest.raises(steplog.CorruptRunError):
+            steplog.open(run_dir, strict=True)
+
+
+def test_run_frames_carry_run_json(tmp_path):
+    # A run that streams to a collector that is not there keeps every frame in its spill
+    # file, a shard that holds the run frames (kind 7).
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # closed again: nothing listens there
+    run = steplog.init(
+        dir=tmp_path, sink=f"tcp://127.0.0.1:{port}", token="t" * 32, net_timeout_s=0.2
+    )
+    run.log({"loss": 1.0})
+    with pytest.warns(steplog.SteplogWarning):
+        stats = run.finish()
+    s = decode_shard(Path(stats["spill_path"]).read_bytes())
+    assert not s.damage and not s.bad_frames and s.rows == 1
+    run_frames = [f for f in s.frames if f.header.kind == KIND_RUN]
+    # Written at start and at finish (the latest only, when no write came between them).
+    assert len(run_frames) == len(s.runs) >= 1
+    assert all(f.header.codec == CODEC_NONE for f in run_frames)
+    with open(os.path.join(run.dir, RUN_FILE), encoding="utf-8") as f:
+        meta = json.load(f)
+    assert s.runs[0]["id"] == s.runs[-1]["id"] == meta["id"] == s.info["run_id"]
+    assert s.runs[-1]["status"] == meta["status"] == "finished"
+    assert s.runs[-1]["config"] == meta["config"] and s.runs[-1]["pid"] == os.getpid()
 
 
 def same_summary(got: Any, want: Any, mean: bool = False) -> bool:
@@ -1027,6 +1142,7 @@ def test_frames_checksums_sequence_and_close(tmp_path):
     assert kinds[0] == KIND_HEADER and kinds[-1] == KIND_CLOSE
     assert kinds.count(KIND_HEADER) == kinds.count(KIND_CLOSE) == 1
     assert set(kinds) <= {KIND_HEADER, KIND_BATCH, KIND_SUMMARY, KIND_METRICS, KIND_CLOSE}
+    assert not s.repeats and not s.conflicts
     close = s.close
     assert close is not None and close["rows_written"] == s.rows == len(m.rows)
     assert close["rows_dropped"] == close["rows_failed"] == close["steps_rejected"] == 0
@@ -1095,7 +1211,8 @@ def test_damage_is_skipped_by_resync_and_revealed_by_sequence_numbers(tmp_path):
     run_dir, path = small_run(tmp_path)
     whole = path.read_bytes()
     frames = decode_shard(whole).frames
-    victim = [f for f in frames if f.header.kind == KIND_BATCH][1]  # defines no new key
+    # The first batch: the only one to use every key first, and still the only one lost.
+    victim = next(f for f in frames if f.header.kind == KIND_BATCH)
     for at in (victim.offset, victim.offset + 13, victim.offset + HEADER_LEN + 5):
         buf = bytearray(whole)
         buf[at] ^= 0x40
@@ -1108,7 +1225,7 @@ def test_damage_is_skipped_by_resync_and_revealed_by_sequence_numbers(tmp_path):
         assert s.missing == [(victim.header.seq, victim.header.seq)]
         assert s.rows == 30 and s.close is not None and s.close["rows_written"] == 40
         steps, values = s.series("loss", "f64")
-        assert steps.tolist() == [*range(10), *range(20, 40)]
+        assert steps.tolist() == list(range(10, 40))
         with pytest.warns(steplog.SteplogWarning):
             reader = steplog.open(run_dir)
         assert {p["torn_tail"] for p in reader.problems} == {False}

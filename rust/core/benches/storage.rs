@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use steplog_core::batch::Batch;
-use steplog_core::frame::{self, Kind};
+use steplog_core::frame::{self, Compress, Kind};
 use steplog_core::keys::{Interner, KeyRegistry};
 use steplog_core::msgpack::Enc;
 use steplog_core::reader::decode_shard;
@@ -97,6 +97,22 @@ fn fill(batch: &mut Batch, c: &Curve, first_step: i64, cells: &mut [Cell]) {
     }
 }
 
+/// Frames a filled batch as the writer does (frames of bounded rows and bytes); returns the
+/// number of frames.
+fn frames(
+    batch: &mut Batch,
+    c: &Curve,
+    enc: &mut Enc,
+    compressor: &mut zstd::bulk::Compressor<'static>,
+    out: &mut Vec<u8>,
+) -> u64 {
+    let mut seq = 1;
+    let z = Some(compressor as &mut dyn Compress);
+    let framed = batch.write_frames(&c.registry, enc, z, &mut seq, out);
+    assert_eq!(framed.error, None);
+    framed.frames
+}
+
 fn writer(cr: &mut Criterion) {
     let c = curve(ROWS, ROWS);
     let mut g = cr.benchmark_group("writer");
@@ -112,11 +128,8 @@ fn writer(cr: &mut Criterion) {
                 || c.cells.clone(),
                 |cells| {
                     fill(&mut batch, &c, 0, cells);
-                    let mut keys_written = 0;
-                    batch.encode(&mut keys_written, &c.registry, &mut enc);
                     out.clear();
-                    frame::append(&mut out, Kind::Batch, 1, &enc.buf, Some(&mut compressor))
-                        .expect("frame");
+                    frames(&mut batch, &c, &mut enc, &mut compressor, &mut out);
                     black_box(out.len())
                 },
                 BatchSize::LargeInput,
@@ -131,11 +144,8 @@ fn writer(cr: &mut Criterion) {
                     batch
                 },
                 |batch| {
-                    let mut keys_written = 0;
-                    batch.encode(&mut keys_written, &c.registry, &mut enc);
                     out.clear();
-                    frame::append(&mut out, Kind::Batch, 1, &enc.buf, Some(&mut compressor))
-                        .expect("frame");
+                    frames(batch, &c, &mut enc, &mut compressor, &mut out);
                     black_box(out.len())
                 },
                 BatchSize::LargeInput,
@@ -143,13 +153,10 @@ fn writer(cr: &mut Criterion) {
         });
         let mut cells = c.cells.clone();
         fill(&mut batch, &c, 0, &mut cells);
-        let mut keys_written = 0;
-        batch.encode(&mut keys_written, &c.registry, &mut enc);
         out.clear();
-        frame::append(&mut out, Kind::Batch, 1, &enc.buf, Some(&mut compressor)).expect("frame");
+        let n = frames(&mut batch, &c, &mut enc, &mut compressor, &mut out);
         eprintln!(
-            "writer zstd{level}: {} raw bytes, {} framed bytes = {:.2} bytes per scalar",
-            enc.buf.len(),
+            "writer zstd{level}: {n} frames, {} framed bytes = {:.2} bytes per scalar",
             out.len(),
             out.len() as f64 / (ROWS * SCALARS_PER_ROW) as f64
         );
@@ -166,7 +173,7 @@ fn shard(batches: usize) -> Vec<u8> {
     ShardInfo::default().encode(&mut enc);
     frame::append(&mut out, Kind::Header, 0, &enc.buf, None).expect("frame");
     let mut batch = Batch::default();
-    let mut keys_written = 0;
+    let mut seq = 1;
     let mut cells = c.cells.clone();
     let per = ROWS * c.keys.len();
     for (i, chunk) in cells.chunks_mut(per).enumerate() {
@@ -174,15 +181,8 @@ fn shard(batches: usize) -> Vec<u8> {
             let row_no = i * ROWS + r;
             batch.add_row(row_no as i64, c.times[row_no], row.iter().cloned());
         }
-        batch.encode(&mut keys_written, &c.registry, &mut enc);
-        frame::append(
-            &mut out,
-            Kind::Batch,
-            1 + i as u64,
-            &enc.buf,
-            Some(&mut compressor),
-        )
-        .expect("frame");
+        let z = Some(&mut compressor as &mut dyn Compress);
+        batch.write_frames(&c.registry, &mut enc, z, &mut seq, &mut out);
     }
     out
 }

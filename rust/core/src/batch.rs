@@ -2,17 +2,21 @@
 //!
 //! Scalars are columnar: one column per (key, dtype), its steps and values kept as 64-bit
 //! words and written as byte planes (`delta`, `trim`, `micros`: see [`crate::column`]). Text,
-//! lists and histograms go in `vals`, one entry each. The key table carries only ids not
-//! written in an earlier batch of the shard. The exact layout is in `docs/FORMAT.md`.
+//! lists and histograms go in `vals`, one entry each. A batch is framed as one or more batch
+//! frames of at most [`FRAME_MAX_ROWS`] rows and [`FRAME_MAX_BYTES`] bytes, each carrying the
+//! names of every key id it uses, so that one damaged frame costs only its own rows. The exact
+//! layout is in `docs/FORMAT.md`.
 
 mod split;
 
 use std::time::Instant;
 
 use crate::column::{self, Plan};
-use crate::keys::KeyRegistry;
 use crate::msgpack::Enc;
 use crate::value::{Cell, Histogram, KeyId, Value};
+
+mod framing;
+pub use framing::{Framed, FRAME_MAX_BYTES, FRAME_MAX_ROWS};
 
 /// Scalar column types, as written in the `dtype` field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -64,7 +68,7 @@ struct Column {
     values: Vec<u64>,
 }
 
-/// Rows gathered for the next batch frame.
+/// Rows gathered for the next batch frames.
 #[derive(Debug, Default)]
 pub struct Batch {
     cols: Vec<Column>,
@@ -74,8 +78,15 @@ pub struct Batch {
     rows: usize,
     bytes: usize,
     scalars: usize,
-    max_key: KeyId,
     started: Option<Instant>,
+    /// Stored bytes per row of the last planned frame (0: none yet), to size the next one.
+    bytes_per_row: f64,
+    /// (column, first entry, end) of the frame being encoded.
+    ranges: Vec<(usize, usize, usize)>,
+    /// Key ids of the frame being encoded.
+    ids: Vec<KeyId>,
+    /// Where the byte planes of the frame being encoded start (compression block cuts).
+    cuts: Vec<usize>,
     /// Residuals of the column being encoded.
     scratch: Vec<u64>,
     /// Emptied columns of earlier batches, kept for their allocations.
@@ -144,7 +155,6 @@ impl Batch {
     }
 
     fn add_cell(&mut self, step: i64, key: KeyId, value: Value) {
-        self.max_key = self.max_key.max(key);
         match value {
             Value::F64(v) => {
                 self.scalars += 1;
@@ -165,45 +175,6 @@ impl Batch {
         }
     }
 
-    /// Encodes the batch as one msgpack map and empties it. `keys_written` is the number of
-    /// key ids the shard's earlier batches defined; it is advanced past this batch's keys.
-    pub fn encode(&mut self, keys_written: &mut u32, registry: &KeyRegistry, out: &mut Enc) {
-        self.encode_kept(keys_written, registry, out);
-        self.clear();
-    }
-
-    /// [`Batch::encode`] without emptying the batch, so that it can be written again in
-    /// smaller pieces ([`Batch::split_off`]) when the write fails; [`Batch::clear`] after.
-    pub fn encode_kept(&mut self, keys_written: &mut u32, registry: &KeyRegistry, out: &mut Enc) {
-        out.buf.clear();
-        out.map(4);
-        out.str("rows");
-        out.uint(self.rows as u64);
-        out.str("keys");
-        let first_new = *keys_written;
-        let end = (self.max_key + 1).max(first_new).max(1);
-        out.array((end - first_new) as usize);
-        for id in first_new..end {
-            out.array(2);
-            out.uint(u64::from(id));
-            out.str(registry.name(id).as_deref().unwrap_or(""));
-        }
-        *keys_written = end;
-        out.str("cols");
-        out.array(self.cols.len());
-        for col in &self.cols {
-            encode_column(col, out, &mut self.scratch);
-        }
-        out.str("vals");
-        out.array(self.others.len());
-        for (step, key, value) in &self.others {
-            out.array(4);
-            out.int(*step);
-            out.uint(u64::from(*key));
-            encode_other(value, out);
-        }
-    }
-
     /// Empties the batch, keeping its allocations.
     pub fn clear(&mut self) {
         for mut col in self.cols.drain(..) {
@@ -220,20 +191,50 @@ impl Batch {
     }
 }
 
-/// Writes one column as a map: `id`, `dtype`, `n`, then `steps` and `values` encoded.
+/// The entries of one column that go into one frame.
+struct Part<'a> {
+    key: KeyId,
+    dtype: DType,
+    steps: &'a [u64],
+    values: &'a [u64],
+}
+
+/// Planes shorter than this share a compression block with their neighbours: a block's own
+/// entropy tables would cost more than they save.
+const MIN_BLOCK: usize = 1024;
+
+/// Records the compression block cuts of the encoded field just written with `plan` over
+/// `n` words: one at each of its byte planes and one after the last.
+fn cut_planes(out: &Enc, n: usize, plan: Plan, cuts: &mut Vec<usize>) {
+    let (m, w) = match plan {
+        Plan::Delta { width, .. } => (n.saturating_sub(1), width),
+        Plan::Trim { skip } => (n, 8 - skip),
+    };
+    let end = out.buf.len();
+    let start = end.saturating_sub(m * w);
+    for at in (0..=w).map(|j| start + j * m) {
+        if at.saturating_sub(cuts.last().copied().unwrap_or(0)) >= MIN_BLOCK {
+            cuts.push(at);
+        }
+    }
+}
+
 /// Writes one column as `[id, dtype, n, steps, values]`, the fields encoded (see
 /// [`column`]), except that a single entry is packed plain: fewer bytes than any encoding.
-fn encode_column(col: &Column, out: &mut Enc, scratch: &mut Vec<u64>) {
+/// Records the compression block cuts of its encoded fields in `cuts`.
+fn encode_column(col: &Part<'_>, out: &mut Enc, scratch: &mut Vec<u64>, cuts: &mut Vec<usize>) {
+    let n = col.steps.len();
     let single = col.steps.len() == 1;
     out.array(5);
     out.uint(u64::from(col.key));
     out.str(col.dtype.name());
     out.uint(col.steps.len() as u64);
     if single {
-        column::write_plain(out, &col.steps);
+        column::write_plain(out, col.steps);
     } else {
-        let plan = column::plan_delta(&col.steps);
-        column::write(out, &col.steps, plan, false, scratch);
+        let plan = column::plan_delta(col.steps);
+        column::write(out, col.steps, plan, false, scratch);
+        cut_planes(out, n, plan, cuts);
     }
     match col.dtype {
         DType::Bool => {
@@ -246,13 +247,15 @@ fn encode_column(col: &Column, out: &mut Enc, scratch: &mut Vec<u64>) {
             column::write_plain(out, &[seconds.to_bits()]);
         }
         DType::F64 if col.key == 0 => {
-            let plan = column::plan_delta(&col.values);
-            column::write(out, &col.values, plan, true, scratch);
+            let plan = column::plan_delta(col.values);
+            column::write(out, col.values, plan, true, scratch);
+            cut_planes(out, n, plan, cuts);
         }
-        DType::F64 | DType::I64 if single => column::write_plain(out, &col.values),
+        DType::F64 | DType::I64 if single => column::write_plain(out, col.values),
         DType::F64 | DType::I64 => {
-            let plan: Plan = column::plan_best(&col.values);
-            column::write(out, &col.values, plan, false, scratch);
+            let plan: Plan = column::plan_best(col.values);
+            column::write(out, col.values, plan, false, scratch);
+            cut_planes(out, n, plan, cuts);
         }
     }
 }

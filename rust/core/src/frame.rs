@@ -96,6 +96,27 @@ pub struct Header {
     pub payload_crc: u32,
 }
 
+mod compress;
+pub use compress::{out_bound, Compress};
+
+/// Why a payload could not be framed. `out` is left as it was.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FrameError {
+    /// The payload (raw, or compressed) is over the format's limits.
+    TooLarge(usize),
+    /// The compressor failed.
+    Compression(String),
+}
+
+impl std::fmt::Display for FrameError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FrameError::TooLarge(n) => write!(f, "frame of {n} bytes exceeds the format's limit"),
+            FrameError::Compression(e) => write!(f, "zstd compression failed: {e}"),
+        }
+    }
+}
+
 /// Compresses `raw` with `compressor` (when given) and appends one frame to `out`.
 pub fn append(
     out: &mut Vec<u8>,
@@ -104,27 +125,49 @@ pub fn append(
     raw: &[u8],
     compressor: Option<&mut zstd::bulk::Compressor<'_>>,
 ) -> Result<()> {
+    let compressor = compressor.map(|c| c as &mut dyn Compress);
+    append_with(out, kind, seq, raw, &[], compressor).map_err(|e| Error::Corrupt {
+        path: "<memory>".into(),
+        reason: e.to_string(),
+    })
+}
+
+/// [`append`] with any [`Compress`], given the block `cuts` (see [`Compress::compress`]). On
+/// error nothing is appended: `out` keeps exactly the bytes it had, so no partial frame can
+/// reach a file.
+pub fn append_with(
+    out: &mut Vec<u8>,
+    kind: Kind,
+    seq: u64,
+    raw: &[u8],
+    cuts: &[usize],
+    compressor: Option<&mut (dyn Compress + '_)>,
+) -> std::result::Result<(), FrameError> {
     if raw.len() > MAX_RAW {
-        return Err(Error::Corrupt {
-            path: "<memory>".into(),
-            reason: format!("frame of {} bytes exceeds the format's limit", raw.len()),
-        });
+        return Err(FrameError::TooLarge(raw.len()));
     }
     let start = out.len();
     out.resize(start + HEADER_LEN, 0);
     let codec = match compressor {
         Some(c) => {
-            let bound = zstd::zstd_safe::compress_bound(raw.len());
-            out.reserve(bound);
+            let bound = out_bound(raw.len(), cuts.len());
             let body_start = out.len();
             out.resize(body_start + bound, 0);
-            let n = c
-                .compress_to_buffer(raw, &mut out[body_start..])
-                .map_err(|e| Error::Corrupt {
-                    path: "<memory>".into(),
-                    reason: format!("zstd compression failed: {e}"),
-                })?;
-            out.truncate(body_start + n);
+            match c.compress(raw, cuts, &mut out[body_start..]) {
+                Ok(n) if n <= bound => out.truncate(body_start + n),
+                Ok(n) => {
+                    out.truncate(start);
+                    return Err(FrameError::Compression(format!(
+                        "reported {n} bytes written into {bound}"
+                    )));
+                }
+                Err(e) => {
+                    // NOTE: the header placeholder and the scratch space are cut off again, so
+                    // the caller never writes them (junk in the middle of a shard).
+                    out.truncate(start);
+                    return Err(FrameError::Compression(e));
+                }
+            }
             Codec::Zstd
         }
         None => {
@@ -135,10 +178,7 @@ pub fn append(
     let payload_len = out.len() - start - HEADER_LEN;
     if payload_len > MAX_PAYLOAD {
         out.truncate(start);
-        return Err(Error::Corrupt {
-            path: "<memory>".into(),
-            reason: format!("frame of {} bytes exceeds the format's limit", raw.len()),
-        });
+        return Err(FrameError::TooLarge(raw.len()));
     }
     let payload_crc = crc32c::crc32c(&out[start + HEADER_LEN..]);
     let h = &mut out[start..start + HEADER_LEN];
@@ -350,124 +390,4 @@ pub fn decode_payload(header: &Header, payload: &[u8]) -> std::result::Result<Ve
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn frames(n: u64, zstd: bool) -> (Vec<u8>, Vec<usize>) {
-        let mut out = Vec::new();
-        let mut starts = Vec::new();
-        let mut c = zstd::bulk::Compressor::new(3).unwrap();
-        for seq in 0..n {
-            starts.push(out.len());
-            let raw = format!("payload number {seq} {}", "x".repeat(seq as usize * 10));
-            append(
-                &mut out,
-                Kind::Batch,
-                seq,
-                raw.as_bytes(),
-                zstd.then_some(&mut c),
-            )
-            .unwrap();
-        }
-        (out, starts)
-    }
-
-    fn decoded(buf: &[u8]) -> (Vec<String>, Vec<(usize, usize, Damage)>) {
-        let mut good = Vec::new();
-        let mut bad = Vec::new();
-        for ev in Frames::new(buf) {
-            match ev {
-                Event::Frame {
-                    header, payload, ..
-                } => {
-                    let raw = decode_payload(&header, payload).unwrap();
-                    good.push(String::from_utf8(raw).unwrap());
-                }
-                Event::Damaged {
-                    offset,
-                    len,
-                    damage,
-                } => bad.push((offset, len, damage)),
-            }
-        }
-        (good, bad)
-    }
-
-    #[test]
-    fn round_trip_plain_and_zstd() {
-        for z in [false, true] {
-            let (buf, _) = frames(5, z);
-            let (good, bad) = decoded(&buf);
-            assert_eq!(good.len(), 5);
-            assert!(good[3].starts_with("payload number 3 xxx"));
-            assert!(bad.is_empty());
-        }
-    }
-
-    #[test]
-    fn every_truncation_is_a_torn_tail_that_keeps_the_prefix() {
-        let (buf, starts) = frames(3, true);
-        for cut in starts[2] + 1..buf.len() {
-            let (good, bad) = decoded(&buf[..cut]);
-            assert_eq!(good.len(), 2, "cut at {cut}");
-            assert_eq!(
-                bad,
-                vec![(starts[2], cut - starts[2], Damage::TornTail)],
-                "cut at {cut}"
-            );
-        }
-    }
-
-    #[test]
-    fn a_flipped_bit_loses_only_its_frame() {
-        let (buf, starts) = frames(4, true);
-        for at in starts[1]..starts[2] {
-            let mut b = buf.clone();
-            b[at] ^= 0x10;
-            let (good, bad) = decoded(&b);
-            assert_eq!(good.len(), 3, "flip at {at}");
-            assert!(!good.iter().any(|g| g.starts_with("payload number 1 ")));
-            assert_eq!(bad.len(), 1);
-            assert_eq!(bad[0].0, starts[1]);
-            assert_eq!(bad[0].1, starts[2] - starts[1]);
-        }
-    }
-
-    #[test]
-    fn oversized_declarations_are_rejected_before_reading() {
-        let (mut buf, _) = frames(1, false);
-        buf[16..20].copy_from_slice(&u32::MAX.to_le_bytes());
-        let crc = crc32c::crc32c(&buf[0..28]);
-        buf[28..32].copy_from_slice(&crc.to_le_bytes());
-        assert!(matches!(parse_header(&buf), Err(Damage::Bad(m)) if m.contains("over the limit")));
-    }
-
-    #[test]
-    fn zstd_output_is_capped_at_the_declared_length() {
-        let mut c = zstd::bulk::Compressor::new(1).unwrap();
-        let mut out = Vec::new();
-        append(&mut out, Kind::Batch, 0, &vec![0u8; 1 << 20], Some(&mut c)).unwrap();
-        let (h, payload) = Frames::new(&out).check(0).unwrap();
-        let lying = Header { raw_len: 100, ..h };
-        assert!(decode_payload(&lying, payload).is_err());
-        assert_eq!(decode_payload(&h, payload).unwrap().len(), 1 << 20);
-    }
-
-    #[test]
-    fn garbage_never_panics() {
-        let mut state = 0x9E37_79B9_7F4A_7C15u64;
-        for len in 0..2000 {
-            let buf: Vec<u8> = (0..len)
-                .map(|_| {
-                    state ^= state << 13;
-                    state ^= state >> 7;
-                    state ^= state << 17;
-                    (state & 0xFF) as u8
-                })
-                .collect();
-            for ev in Frames::new(&buf) {
-                assert!(matches!(ev, Event::Damaged { .. }));
-            }
-        }
-    }
-}
+mod tests;

@@ -116,6 +116,10 @@ pub fn decode_shard(bytes: &[u8]) -> ShardData {
     let mut after_damage = false;
     let mut batches = Vec::new();
     let mut open_rows = Vec::new();
+    // Good frames read, by content, and where: a frame read again (a copied block, a shard
+    // appended to itself) is dropped. A frame that reuses a number with other content is the
+    // next write after a failed one (see FORMAT.md), and is read.
+    let mut seen: HashMap<FrameId, usize> = HashMap::new();
     for ev in frame::Frames::new(bytes) {
         match ev {
             Event::Frame {
@@ -123,6 +127,28 @@ pub fn decode_shard(bytes: &[u8]) -> ShardData {
                 header,
                 payload,
             } => {
+                let len = frame::HEADER_LEN + payload.len();
+                if let Some(first) = seen.insert(frame_id(&header), offset) {
+                    seen.insert(frame_id(&header), first);
+                    if header.kind == Kind::Header as u8 {
+                        // A copy of the header frame holds no rows, and a network writer's
+                        // spill file may legitimately hold two: dropped without a report.
+                        continue;
+                    }
+                    d.out.problems.push(Problem {
+                        offset,
+                        len,
+                        torn_tail: false,
+                        reason: format!(
+                            "frame {} repeats the frame at offset {first} (a duplicated copy); \
+                             dropped, so its rows are read once",
+                            header.seq
+                        ),
+                        lost_frames: None,
+                    });
+                    after_damage = false;
+                    continue;
+                }
                 if header.seq > next_seq {
                     let lost = (next_seq, header.seq - 1);
                     match d.out.problems.last_mut() {
@@ -137,7 +163,6 @@ pub fn decode_shard(bytes: &[u8]) -> ShardData {
                     // frame's JSON is the collector's business (it becomes run.json).
                     continue;
                 }
-                let len = frame::HEADER_LEN + payload.len();
                 let result = frame::decode_payload(&header, payload).and_then(|raw| {
                     if header.kind == Kind::Batch as u8 || header.kind == Kind::Open as u8 {
                         let seq = header.seq;
@@ -188,23 +213,41 @@ pub fn decode_shard(bytes: &[u8]) -> ShardData {
     }
     d.batches(&batches);
     d.out.problems.sort_by_key(|p| p.offset);
-    // Keys in id order, which is first-logged order; only those with data.
-    d.out.keys = d
-        .names
-        .iter()
-        .filter(|(id, (_, listed))| **id > 0 && *listed)
-        .map(|(_, (name, _))| name.to_string())
-        .collect();
+    // Keys in first-logged order (within a batch, id order is first-logged order), and only
+    // keys that hold data: every key listed has a series or values under its name.
+    let mut keys: Vec<_> = std::mem::take(&mut d.listed).into_iter().collect();
+    keys.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
+    d.out.keys = keys.into_iter().map(|(name, _)| name.to_string()).collect();
     d.open_rows(&open_rows);
     d.out
+}
+
+/// What identifies a frame's content: two good frames alike in all of it are copies.
+type FrameId = (u64, u8, u8, u32, u32, u32);
+
+fn frame_id(h: &frame::Header) -> FrameId {
+    (
+        h.seq,
+        h.kind,
+        h.codec,
+        h.payload_len,
+        h.raw_len,
+        h.payload_crc,
+    )
 }
 
 #[derive(Default)]
 struct Decoder {
     out: ShardData,
-    /// Key names by id, and whether the key has data (and so is listed in `out.keys`).
-    /// Sparse: an id far past the others (a lost batch, or a hostile file) costs one entry.
-    names: BTreeMap<u64, (Arc<str>, bool)>,
+    /// Key names by id from the batches' key tables (the latest wins), for batches that do not
+    /// list an id they use. Sparse: an id far past the others costs one entry.
+    names: BTreeMap<u64, Arc<str>>,
+    /// Keys that have data, with the (batch number, id) where they first got it.
+    listed: HashMap<Arc<str>, (usize, u64)>,
+    /// Batches decoded so far.
+    batch_no: usize,
+    /// Problems of the batch being decoded that do not make it damaged.
+    notes: Vec<String>,
     /// Values per (key id, dtype) in the shard's batches, to size each series once.
     sizes: HashMap<(i64, DType), usize>,
 }
@@ -253,25 +296,6 @@ fn summary_scalar(v: &Mp<'_>) -> Option<Value> {
 }
 
 impl Decoder {
-    /// The name of a key id, marking it as having data.
-    fn name(&mut self, id: i64) -> std::result::Result<Arc<str>, String> {
-        let (name, listed) = u64::try_from(id)
-            .ok()
-            .and_then(|i| self.names.get_mut(&i))
-            .ok_or_else(|| format!("key id {id} is not defined (its frame was lost)"))?;
-        *listed = true;
-        Ok(name.clone())
-    }
-
-    /// The name of a key id.
-    fn lookup(&self, id: i64) -> std::result::Result<String, String> {
-        u64::try_from(id)
-            .ok()
-            .and_then(|i| self.names.get(&i))
-            .map(|(name, _)| name.to_string())
-            .ok_or_else(|| format!("key id {id} is not defined (its frame was lost)"))
-    }
-
     fn frame(&mut self, kind: u8, v: &Mp<'_>) -> std::result::Result<(), String> {
         match Kind::from_u8(kind) {
             Some(Kind::Header) => {

@@ -43,6 +43,7 @@ mod callers;
 mod thread;
 use callers::encode_summary_map;
 use thread::{panic_text, PANIC_VAR};
+mod batching;
 
 /// The latest summary values, published by the writer after each write.
 pub type SharedSummary = Arc<Mutex<Vec<(KeyId, SummaryValue)>>>;
@@ -88,7 +89,6 @@ struct State {
     out: Vec<u8>,
     compressor: Option<zstd::bulk::Compressor<'static>>,
     seq: u64,
-    keys_written: u32,
     summaries: Summaries,
     /// When a summary override or a definition arrived that no write has carried yet.
     pending_since: Option<Instant>,
@@ -147,7 +147,6 @@ impl Writer {
             out: Vec::new(),
             compressor,
             seq: 0,
-            keys_written: 0,
             summaries: Summaries::default(),
             pending_since: None,
             shared_summary,
@@ -384,22 +383,7 @@ impl State {
             encode_gap(self.failed_unreported, "write_error", &mut self.enc);
             self.frame(Kind::Gap, false);
         }
-        let mut rows = self.batch.rows() as u64;
-        let mut scalars = self.batch.scalars() as u64;
-        let keys_before = self.keys_written;
-        if rows > 0 {
-            self.batch
-                .encode_kept(&mut self.keys_written, &self.registry, &mut self.enc);
-            if !self.frame(Kind::Batch, true) {
-                self.batch.clear();
-                // Over the format's frame limit: the rows are lost, and said so in the file.
-                self.keys_written = keys_before;
-                self.stats.rows_failed.fetch_add(rows, Ordering::Relaxed);
-                encode_gap(rows, "frame_too_large", &mut self.enc);
-                self.frame(Kind::Gap, false);
-                (rows, scalars) = (0, 0);
-            }
-        }
+        let (rows, scalars) = self.frame_batch();
         let defs_written = self.summaries.defs_dirty;
         if defs_written {
             self.summaries.defs().encode(&mut self.enc);
@@ -424,9 +408,7 @@ impl State {
                 self.count_failed(rows, &e);
                 self.batch.clear();
             }
-            // NOTE: the lost batch may have carried key-table entries; send them again.
             self.seq = seq_before;
-            self.keys_written = keys_before;
             self.run_meta = self.run_meta.take().or(run_meta);
             self.summaries.dirty = true;
             self.summaries.defs_dirty |= defs_written;

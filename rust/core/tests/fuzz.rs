@@ -290,6 +290,22 @@ fn check(shard: &Shard) -> Result<(), TestCaseError> {
             bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
         );
     }
+    // The reader's views agree: a key is listed once, if and only if it has values.
+    let listed: std::collections::HashSet<&str> = data.keys.iter().map(String::as_str).collect();
+    prop_assert_eq!(listed.len(), data.keys.len(), "a key listed twice");
+    for (name, _) in data.series.keys() {
+        prop_assert!(
+            name == "_timestamp" || listed.contains(name.as_str()),
+            "{name} unlisted"
+        );
+    }
+    for (_, name, _) in &data.others {
+        prop_assert!(listed.contains(&**name), "{name} unlisted");
+    }
+    for k in &data.keys {
+        let has = data.series.keys().any(|(n, _)| n == k) || data.others.iter().any(|o| &*o.1 == k);
+        prop_assert!(has, "{k} listed without values");
+    }
     if let Some(grew) = grew {
         prop_assert!(
             grew <= budget,

@@ -100,7 +100,7 @@ fn flush_makes_everything_logged_so_far_visible() {
 }
 
 #[test]
-fn the_key_table_is_only_sent_once() {
+fn each_batch_frame_names_every_key_it_uses_and_only_those() {
     use steplog_core::frame::{decode_payload, Event, Frames, Kind};
     use steplog_core::msgpack::{decode, Mp};
     let (logger, sink) = start(WriterConfig::default());
@@ -144,7 +144,11 @@ fn the_key_table_is_only_sent_once() {
     }
     assert_eq!(
         tables,
-        vec![vec!["_timestamp", "loss"], vec!["acc"], vec![]]
+        vec![
+            vec!["_timestamp", "loss"],
+            vec!["_timestamp", "loss", "acc"],
+            vec!["_timestamp", "loss"]
+        ]
     );
     let data = decode_shard(&bytes);
     assert_eq!(f64s(&data, "loss").1, [1.0, 2.0, 3.0]);

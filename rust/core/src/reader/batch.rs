@@ -2,6 +2,8 @@
 //! with [`crate::column`]) and non-scalar values. A column joins its series only once all of
 //! it decoded, so a damaged batch never leaves steps and values of different lengths.
 
+use std::sync::Arc;
+
 use super::{Decoder, Problem, Scalars, Series};
 use crate::batch::DType;
 use crate::column::{self, Tag};
@@ -152,6 +154,15 @@ impl Decoder {
                 Ok(v) => self.batch(v),
                 Err(e) => Err(e.clone()),
             };
+            for reason in std::mem::take(&mut self.notes) {
+                self.out.problems.push(Problem {
+                    offset: p.offset,
+                    len: p.len,
+                    torn_tail: false,
+                    reason,
+                    lost_frames: None,
+                });
+            }
             if let Err(reason) = result {
                 self.out.problems.push(Problem {
                     offset: p.offset,
@@ -164,8 +175,8 @@ impl Decoder {
         }
     }
 
-    /// One entry of a batch's `cols`, appended to its series once all of it decoded.
-    fn column(&mut self, col: &Mp<'_>) -> Result<(), String> {
+    /// One entry of a batch's `cols`, appended to its series (and recorded in `undo`).
+    fn column(&mut self, col: &Mp<'_>, table: &Table, undo: &mut Undo) -> Result<(), String> {
         let Head {
             id,
             dtype,
@@ -173,7 +184,11 @@ impl Decoder {
             steps,
             values,
         } = head(col)?;
-        let key = (self.lookup(id)?, dtype);
+        let name = self.resolve(table, id)?;
+        if n == 0 {
+            return Ok(());
+        }
+        let key = (name.to_string(), dtype);
         let size = self.sizes.get(&(id, dtype)).copied().unwrap_or(0);
         let s = self
             .out
@@ -187,34 +202,62 @@ impl Decoder {
                     DType::Bool => Scalars::Bool(Vec::with_capacity(size)),
                 },
             });
-        let before = s.steps.len();
-        if let Err(e) = append(s, n, steps, values) {
-            // Nothing of a column that failed stays behind.
-            s.steps.truncate(before);
-            match &mut s.values {
-                Scalars::F64(v) => v.truncate(before),
-                Scalars::I64(v) => v.truncate(before),
-                Scalars::Bool(v) => v.truncate(before),
-            }
-            if before == 0 {
-                self.out.series.remove(&key);
-            }
-            return Err(format!("batch: {e}"));
-        }
-        self.name(id)?; // marks the key as having data
+        undo.series.push((key, s.steps.len()));
+        append(s, n, steps, values).map_err(|e| format!("batch: {e}"))?;
         if id == 0 {
             self.out.rows += n as u64;
+        } else {
+            undo.seen.push((name, id as u64));
         }
         Ok(())
     }
 
+    /// Decodes one batch frame: all of it, or (on any error) nothing.
     pub(super) fn batch(&mut self, v: &Mp<'_>) -> Result<(), String> {
+        let table = self.key_table(v)?;
+        let mut undo = Undo {
+            others: self.out.others.len(),
+            rows: self.out.rows,
+            series: Vec::new(),
+            seen: Vec::new(),
+        };
+        let result = self.batch_body(v, &table, &mut undo);
+        self.batch_no += 1;
+        match result {
+            Ok(()) => {
+                for (name, id) in undo.seen {
+                    self.listed.entry(name).or_insert((self.batch_no, id));
+                }
+            }
+            Err(_) => {
+                // Nothing of a damaged batch stays behind: its rows are lost together.
+                for (key, before) in undo.series.iter().rev() {
+                    if let Some(s) = self.out.series.get_mut(key) {
+                        s.truncate(*before);
+                    }
+                }
+                for (key, _) in &undo.series {
+                    if self.out.series.get(key).is_some_and(|s| s.steps.is_empty()) {
+                        self.out.series.remove(key);
+                    }
+                }
+                self.out.others.truncate(undo.others);
+                self.out.rows = undo.rows;
+            }
+        }
+        result
+    }
+
+    /// The batch's own key table, checked, sorted by id; merged into the shard's table (for
+    /// batches of writers that listed each id only once, in the batch that first used it).
+    fn key_table(&mut self, v: &Mp<'_>) -> Result<Table, String> {
         let bad = |what: &str| format!("batch: {what}");
-        for entry in v
+        let entries = v
             .get("keys")
             .and_then(Mp::as_array)
-            .ok_or_else(|| bad("no keys"))?
-        {
+            .ok_or_else(|| bad("no keys"))?;
+        let mut table: Table = Vec::with_capacity(entries.len());
+        for entry in entries {
             let pair = entry.as_array().ok_or_else(|| bad("bad key entry"))?;
             let (Some(id), Some(name)) = (
                 pair.first().and_then(Mp::as_i64),
@@ -223,15 +266,32 @@ impl Decoder {
                 return Err(bad("bad key entry"));
             };
             let id = u64::try_from(id).map_err(|_| bad("negative key id"))?;
-            if id == 0 && name != TIMESTAMP_KEY {
-                return Err(bad("key id 0 must be _timestamp"));
+            if (id == 0) != (name == TIMESTAMP_KEY) {
+                return Err(bad("key id 0 must be _timestamp, and only it"));
             }
             if name.is_empty() || name.len() > MAX_KEY_BYTES || name.contains('\0') {
                 return Err(bad("key names are 1 to 1024 bytes with no NUL"));
             }
-            let listed = self.names.get(&id).is_some_and(|(_, l)| *l);
-            self.names.insert(id, (name.into(), listed));
+            table.push((id, name.into()));
         }
+        table.sort_by_key(|(id, _)| *id);
+        if table.windows(2).any(|w| w[0].0 == w[1].0) {
+            return Err(bad("a key id listed twice"));
+        }
+        for (id, name) in &table {
+            match self.names.insert(*id, name.clone()) {
+                Some(old) if old != *name => self.notes.push(format!(
+                    "batch: key id {id} is {name:?} here but {old:?} in an earlier batch \
+                     (each batch's values are named by its own key table)"
+                )),
+                _ => {}
+            }
+        }
+        Ok(table)
+    }
+
+    fn batch_body(&mut self, v: &Mp<'_>, table: &Table, undo: &mut Undo) -> Result<(), String> {
+        let bad = |what: &str| format!("batch: {what}");
         let cols = v
             .get("cols")
             .and_then(Mp::as_array)
@@ -244,7 +304,7 @@ impl Decoder {
             return Err(bad("more values than a batch may hold"));
         }
         for col in cols {
-            self.column(col)?;
+            self.column(col, table, undo)?;
         }
         for entry in v
             .get("vals")
@@ -261,164 +321,54 @@ impl Decoder {
                 return Err(bad("bad value entry"));
             };
             let value = decode_other(kind, payload)?;
-            let name = self.name(id)?;
-            self.out.others.push((step, name, value));
+            let name = self.resolve(table, id)?;
+            if id == 0 {
+                return Err(bad("a value under _timestamp"));
+            }
+            self.out.others.push((step, name.clone(), value));
+            undo.seen.push((name, id as u64));
         }
         Ok(())
+    }
+
+    /// The name of key id `id` in a batch: from the batch's own table, or else from an
+    /// earlier batch's (files whose batches list only the ids they define).
+    fn resolve(&self, table: &Table, id: i64) -> Result<Arc<str>, String> {
+        let id = u64::try_from(id).map_err(|_| format!("batch: negative key id {id}"))?;
+        match table.binary_search_by_key(&id, |(i, _)| *i) {
+            Ok(i) => Ok(table[i].1.clone()),
+            Err(_) => {
+                self.names.get(&id).cloned().ok_or_else(|| {
+                    format!("batch: key id {id} is not defined (its frame was lost)")
+                })
+            }
+        }
+    }
+}
+
+/// A batch's key table: (id, name), sorted by id.
+type Table = Vec<(u64, Arc<str>)>;
+
+/// What a batch added, to take it back if the batch turns out damaged.
+struct Undo {
+    others: usize,
+    rows: u64,
+    /// (series, its length before) for every column appended, in order.
+    series: Vec<((String, DType), usize)>,
+    /// Keys that got data: (name, id).
+    seen: Vec<(Arc<str>, u64)>,
+}
+
+impl Series {
+    fn truncate(&mut self, len: usize) {
+        self.steps.truncate(len);
+        match &mut self.values {
+            Scalars::F64(v) => v.truncate(len),
+            Scalars::I64(v) => v.truncate(len),
+            Scalars::Bool(v) => v.truncate(len),
+        }
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::super::decode_shard;
-    use super::*;
-    use crate::frame::{append, Kind};
-    use crate::msgpack::Enc;
-
-    /// A shard of one batch frame whose `cols` `write_cols` writes (two rows, key 1 "x").
-    fn shard(ncols: usize, write_cols: impl Fn(&mut Enc)) -> Vec<u8> {
-        let mut e = Enc::default();
-        e.map(4);
-        e.str("rows");
-        e.uint(2);
-        e.str("keys");
-        e.array(2);
-        for (id, name) in [(0, TIMESTAMP_KEY), (1, "x")] {
-            e.array(2);
-            e.uint(id);
-            e.str(name);
-        }
-        e.str("cols");
-        e.array(ncols);
-        write_cols(&mut e);
-        e.str("vals");
-        e.array(0);
-        let mut out = Vec::new();
-        append(&mut out, Kind::Batch, 0, &e.buf, None).unwrap();
-        out
-    }
-
-    fn le(words: &[u64]) -> Vec<u8> {
-        words.iter().flat_map(|w| w.to_le_bytes()).collect()
-    }
-
-    #[test]
-    fn the_array_form_of_steplog_0_1_still_decodes() {
-        let bytes = shard(2, |e| {
-            for (id, dtype, values) in [
-                (0, "f64", le(&[1.5f64.to_bits(), 2.5f64.to_bits()])),
-                (1, "i64", le(&[(-7i64) as u64, 9])),
-            ] {
-                e.array(4);
-                e.uint(id);
-                e.str(dtype);
-                e.bin(&le(&[3, 4]));
-                e.bin(&values);
-            }
-        });
-        let d = decode_shard(&bytes);
-        assert!(d.problems.is_empty(), "{:?}", d.problems);
-        assert_eq!(d.rows, 2);
-        let ts = &d.series[&(TIMESTAMP_KEY.to_string(), DType::F64)];
-        assert_eq!(ts.steps, [3, 4]);
-        assert_eq!(ts.values, Scalars::F64(vec![1.5, 2.5]));
-        let x = &d.series[&("x".to_string(), DType::I64)];
-        assert_eq!(x.values, Scalars::I64(vec![-7, 9]));
-    }
-
-    fn encoded_column(e: &mut Enc, id: u64, dtype: &str, n: u64, values: impl Fn(&mut Enc)) {
-        e.array(5);
-        e.uint(id);
-        e.str(dtype);
-        e.uint(n);
-        column::write(
-            e,
-            &[0, 1],
-            column::Plan::Trim { skip: 0 },
-            false,
-            &mut Vec::new(),
-        );
-        values(e);
-    }
-
-    #[test]
-    fn a_column_that_fails_halfway_adds_nothing() {
-        // Steps decode, values do not (a trim of 7 bytes per value holding 1 byte): the
-        // batch is damaged, and no series gets steps without values.
-        let bytes = shard(1, |e| {
-            encoded_column(e, 1, "f64", 2, |e| {
-                e.array(3);
-                e.str("trim");
-                e.uint(1);
-                e.bin(&[0; 2]);
-            });
-        });
-        let d = decode_shard(&bytes);
-        assert_eq!(d.problems.len(), 1);
-        assert!(d.problems[0].reason.contains("trim"), "{:?}", d.problems);
-        assert!(d.series.is_empty());
-    }
-
-    #[test]
-    fn declared_lengths_beyond_the_limit_are_refused_before_allocating() {
-        let huge = column::MAX_BATCH_VALUES as u64 + 1;
-        let bytes = shard(1, |e| {
-            encoded_column(e, 1, "i64", huge, |e| {
-                e.array(5);
-                e.str("delta");
-                e.int(0);
-                e.int(1);
-                e.uint(0);
-                e.bin(&[]);
-            });
-        });
-        let d = decode_shard(&bytes);
-        assert_eq!(d.problems.len(), 1);
-        assert!(d.series.is_empty());
-        // Two columns within the limit each but over it together: refused as well.
-        let half = column::MAX_BATCH_VALUES as u64 / 2 + 1;
-        let delta = |e: &mut Enc| {
-            e.array(5);
-            e.str("delta");
-            e.int(0);
-            e.int(1);
-            e.uint(0);
-            e.bin(&[]);
-        };
-        let bytes = shard(2, |e| {
-            for dtype in ["i64", "f64"] {
-                e.array(5);
-                e.uint(1);
-                e.str(dtype);
-                e.uint(half);
-                delta(e);
-                delta(e);
-            }
-        });
-        let d = decode_shard(&bytes);
-        assert_eq!(d.problems.len(), 1, "{:?}", d.problems);
-        assert!(d.problems[0].reason.contains("more values"));
-    }
-
-    #[test]
-    fn bools_and_micros_keep_to_their_dtypes() {
-        let micros = |e: &mut Enc| {
-            column::write(
-                e,
-                &[1, 2],
-                column::plan_delta(&[1, 2]),
-                true,
-                &mut Vec::new(),
-            );
-        };
-        for dtype in ["i64", "bool"] {
-            let bytes = shard(1, |e| encoded_column(e, 1, dtype, 2, micros));
-            assert_eq!(decode_shard(&bytes).problems.len(), 1, "{dtype}");
-        }
-        let bytes = shard(1, |e| encoded_column(e, 1, "f64", 2, micros));
-        let d = decode_shard(&bytes);
-        assert!(d.problems.is_empty());
-        let x = &d.series[&("x".to_string(), DType::F64)];
-        assert_eq!(x.values, Scalars::F64(vec![1e-6, 2e-6]));
-    }
-}
+mod tests;
