@@ -188,6 +188,21 @@ def test_requires_grad_tensors_are_detached(run):
     assert _flat(r.history("pb")[0][1]) == p.detach().bfloat16().double().flatten().tolist()
 
 
+@pytest.mark.xfail(
+    strict=True,
+    raises=TypeError,
+    reason="convert.rs bug: a list/tuple of tensors goes to numpy.asarray, not steplog._torch: "
+    "0-d tensors that require grad (Tensor.__array__ refuses them) or are bfloat16 (numpy has "
+    "no such dtype) make the call fail with 'unsupported value of type list'",
+)
+@pytest.mark.parametrize("kind", ["requires_grad", "bfloat16"])
+def test_lists_of_tensors_are_converted_like_tensors(run, kind):
+    a = torch.tensor(1.5, requires_grad=True)
+    items = [a * 2, a * 3] if kind == "requires_grad" else [a.detach().bfloat16(), a.detach()]
+    run.log({"losses": items})
+    assert _flat(_read(run).history("losses")[0][1]) == [t.detach().double().item() for t in items]
+
+
 def test_non_contiguous_tensors_read_in_logical_order(run):
     base = torch.arange(24, dtype=torch.float32).reshape(4, 6)
     transposed = base.t()
