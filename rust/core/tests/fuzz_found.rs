@@ -11,8 +11,9 @@ use steplog_core::{Logger, MemorySink, ShardInfo, Value, WriterConfig};
 #[allow(dead_code)]
 mod checks;
 
-/// A small, well-formed shard whose rows log `key` (a scalar and a 40-value histogram).
-fn shard(shard: &str, key: &str) -> Vec<u8> {
+/// A small, well-formed shard with three rows of `keys`: histograms (40 values) for names
+/// ending in `_hist`, floats for the others.
+fn shard(shard: &str, keys: &[&str]) -> Vec<u8> {
     let sink = MemorySink::new();
     let info = ShardInfo {
         run_id: "r1".into(),
@@ -22,13 +23,19 @@ fn shard(shard: &str, key: &str) -> Vec<u8> {
         ..ShardInfo::default()
     };
     let logger = Logger::start(Box::new(sink.clone()), &info, WriterConfig::default()).unwrap();
-    let hist = format!("{key}_hist");
     for i in 0..3 {
-        let h = steplog_core::histogram::bin_f64(&[f64::from(i); 40], 4);
-        let cells = vec![
-            (key, Value::F64(f64::from(i))),
-            (hist.as_str(), Value::Histogram(Box::new(h))),
-        ];
+        let x = f64::from(i);
+        let cells: Vec<_> = keys
+            .iter()
+            .map(|&k| {
+                let v = if k.ends_with("_hist") {
+                    Value::Histogram(Box::new(steplog_core::histogram::bin_f64(&[x; 40], 4)))
+                } else {
+                    Value::F64(x)
+                };
+                (k, v)
+            })
+            .collect();
         logger.log(None, None, cells).unwrap();
     }
     logger.finish().unwrap();
@@ -37,11 +44,10 @@ fn shard(shard: &str, key: &str) -> Vec<u8> {
 
 #[test]
 fn the_shards_used_below_pass_the_checks_alone() {
-    for (s, k) in [("s-1", "a"), ("s-2", "b")] {
-        let bytes = shard(s, k);
-        let d = checks::decode_and_check(&bytes);
+    for keys in [&["a", "a_hist"][..], &["b", "b_hist"], &["x", "y"], &["y"]] {
+        let d = checks::decode_and_check(&shard("s-1", keys));
         assert!(d.problems.is_empty(), "{:?}", d.problems);
-        assert_eq!(d.keys, [k.to_string(), format!("{k}_hist")]);
+        assert_eq!(d.keys, keys);
     }
 }
 
@@ -54,8 +60,18 @@ fn the_shards_used_below_pass_the_checks_alone() {
 #[test]
 #[ignore = "reader: key ids of a second key table rename the first one's keys (h/format)"]
 fn concatenated_shards_keep_keys_and_data_in_agreement() {
-    let mut bytes = shard("s-1", "a");
-    bytes.extend(shard("s-2", "b"));
+    let mut bytes = shard("s-1", &["a", "a_hist"]);
+    bytes.extend(shard("s-2", &["b", "b_hist"]));
+    checks::decode_and_check(&bytes);
+}
+
+/// The same cause, the other symptom the fuzzer found (6 of 51 findings of this kind): the
+/// second shard gives `y` the id the first gave `x`, so `keys` lists `y` twice and not `x`.
+#[test]
+#[ignore = "reader: key ids of a second key table rename the first one's keys (h/format)"]
+fn a_second_key_table_does_not_list_a_key_twice() {
+    let mut bytes = shard("s-1", &["x", "y"]);
+    bytes.extend(shard("s-2", &["y"]));
     checks::decode_and_check(&bytes);
 }
 
@@ -67,7 +83,7 @@ fn concatenated_shards_keep_keys_and_data_in_agreement() {
 #[test]
 #[ignore = "reader: `header.seq + 1` overflows for seq u64::MAX (h/format)"]
 fn a_frame_numbered_u64_max_does_not_overflow() {
-    let mut bytes = shard("s-1", "a");
+    let mut bytes = shard("s-1", &["a"]);
     // The first frame's sequence number (bytes 8..16 of its header, docs/FORMAT.md).
     bytes[8..16].copy_from_slice(&u64::MAX.to_le_bytes());
     checks::fix_checksums(&mut bytes);
