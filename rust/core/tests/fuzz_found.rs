@@ -65,7 +65,7 @@ fn concatenated_shards_keep_keys_and_data_in_agreement() {
     checks::decode_and_check(&bytes);
 }
 
-/// The same cause, the other symptom the fuzzer found (6 of 51 findings of this kind): the
+/// The same cause, the other symptom the fuzzer found (5 of 70 findings of this kind): the
 /// second shard gives `y` the id the first gave `x`, so `keys` lists `y` twice and not `x`.
 #[test]
 #[ignore = "reader: key ids of a second key table rename the first one's keys (h/format)"]
