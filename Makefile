@@ -1,4 +1,5 @@
 .DEFAULT_GOAL := help
+.PHONY: help dev test lint bench fuzz peers clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-10s %s\n", $$1, $$2}'
@@ -14,7 +15,7 @@ lint: ## rustfmt, clippy -D warnings, ruff
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets --locked -- -D warnings
 	cargo fmt --manifest-path fuzz/Cargo.toml --check
-	cargo clippy --manifest-path fuzz/Cargo.toml --target-dir target --all-targets --locked -- -D warnings
+	cargo clippy --manifest-path fuzz/Cargo.toml --target-dir target --all-targets --no-default-features --locked -- -D warnings
 	ruff check python tests benches fuzz
 	ruff format --check python tests benches fuzz
 
