@@ -55,7 +55,7 @@ def _unsupported(t: Any) -> str | None:
     """Why tensor `t` cannot be logged, or None."""
     import torch
 
-    if t.is_complex():
+    if t.dtype.is_complex:
         return f"a complex tensor ({t.dtype}); log its .real, .imag or .abs()"
     if t.is_nested:
         return "a nested tensor; log its components"
@@ -74,17 +74,23 @@ def convert(t: Any, max_list: int, num_bins: int) -> Any:
     if not isinstance(t, torch.Tensor):
         return np.asarray(t)
     t = t.detach()
-    why = _unsupported(t)
-    if why is not None:
-        raise TypeError(f"unsupported value: {why}")
-    if t.is_quantized:
-        t = t.dequantize()
-    if t.is_cuda and t.numel() > max_list:
-        return device_histogram(t, num_bins)
-    if t.dtype.is_floating_point and t.dtype not in (torch.float32, torch.float64):
+    dtype = t.dtype
+    if dtype.is_complex:
+        raise TypeError(f"unsupported value: {_unsupported(t)}")
+    if t.is_cuda:
+        why = _unsupported(t)
+        if why is not None:
+            raise TypeError(f"unsupported value: {why}")
+        if t.numel() > max_list:
+            return device_histogram(t, num_bins)
+    if dtype.is_floating_point and dtype is not torch.float32 and dtype is not torch.float64:
         # bfloat16, float16 and the float8 types: numpy has none of them but float16.
         t = t.to(torch.float32)
     try:
         return t.cpu().numpy()
-    except (RuntimeError, NotImplementedError) as e:  # a dtype or device numpy cannot hold
-        raise TypeError(f"unsupported value: a tensor of dtype {t.dtype} ({e})") from e
+    except (TypeError, RuntimeError, NotImplementedError) as e:
+        # The rare kinds are told apart only here, off the common path.
+        if t.is_quantized:
+            return t.dequantize().cpu().numpy()
+        why = _unsupported(t) or f"a tensor of dtype {t.dtype} ({e})"
+        raise TypeError(f"unsupported value: {why}") from e
