@@ -7,7 +7,9 @@
   multiprocessing child (its finalizers run before `os._exit`), and on a direct `os._exit`
   (wrapped in such processes only).
 - SIGTERM: when no handler is installed, the process that created a run finishes everything
-  and then dies of SIGTERM as it would have (children inherit this).
+  and then dies of SIGTERM as it would have (children inherit this). A PyTorch DataLoader
+  worker (whose C handler steplog replaces) finishes its shard and exits 0 instead, as torch's
+  handler does when the loader ends its workers with SIGTERM at interpreter exit.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import sys
 import threading
 from typing import Any
 
-from . import _run
+from . import _env, _run
 
 _exit_hooks_pid: int | None = None
 _owner_hooks_installed = False
@@ -89,16 +91,25 @@ def install_exit_hooks() -> None:
 
 def _on_sigterm(signum: int, frame: Any) -> None:
     _run.finish_all(exit_code=128 + signum)
+    if _env._dataloader_worker() is not None:
+        # What torch's own handler (which this one replaced) does when the DataLoader ends
+        # its workers with SIGTERM: exit 0, so that the loader's SIGCHLD handler does not
+        # raise "worker ... is killed by signal" in the main process.
+        getattr(os._exit, "__wrapped__", os._exit)(0)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _install_sigterm() -> None:
-    """Finish on SIGTERM when nobody else handles it (main thread only)."""
+    """Finish on SIGTERM when no Python code handles it (main thread only).
+
+    Python's record of the handler can be stale: a forked child inherits the parent's
+    `_on_sigterm` while C code (torch's DataLoader workers) has since installed its own, which
+    `_exit`s without flushing anything, so an inherited `_on_sigterm` is installed again."""
     if threading.current_thread() is not threading.main_thread():
         return
     try:
-        if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+        if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None, _on_sigterm):
             signal.signal(signal.SIGTERM, _on_sigterm)
     except (ValueError, OSError):  # not the main interpreter, or no signals here
         pass

@@ -3,7 +3,9 @@
 `convert` detaches the tensor and either returns a numpy array the Rust side reads in place
 (CPU tensors, and small CUDA tensors, which cross to the host), or bins a large CUDA tensor on
 its device with numpy.histogram's arithmetic, so only the counts and edges cross to the host
-(what `wandb.watch` does for gradients).
+(what `wandb.watch` does for gradients). 16-bit and 8-bit floats are widened to float32,
+quantized tensors dequantized; complex, sparse, nested and meta tensors raise TypeError (the
+binding names the key), as complex numpy arrays do, instead of dropping the imaginary part.
 """
 
 from __future__ import annotations
@@ -49,15 +51,46 @@ def device_histogram(t: Any, num_bins: int) -> tuple[list[int], list[float], int
     return counts, edges.astype(np.float64).tolist(), nan, pos_inf, neg_inf
 
 
+def _unsupported(t: Any) -> str | None:
+    """Why tensor `t` cannot be logged, or None."""
+    import torch
+
+    if t.dtype.is_complex:
+        return f"a complex tensor ({t.dtype}); log its .real, .imag or .abs()"
+    if t.is_nested:
+        return "a nested tensor; log its components"
+    if t.layout != torch.strided:
+        return f"a tensor of layout {t.layout}; log .to_dense()"
+    if t.is_meta:
+        return "a meta tensor, which holds no data"
+    return None
+
+
 def convert(t: Any, max_list: int, num_bins: int) -> Any:
-    """A numpy array for the Rust side, or a device histogram tuple."""
+    """A numpy array for the Rust side, or a device histogram tuple. Raises TypeError for
+    tensors whose values cannot be logged as numbers (complex, sparse, nested, meta)."""
     import torch
 
     if not isinstance(t, torch.Tensor):
         return np.asarray(t)
     t = t.detach()
-    if t.is_cuda and t.numel() > max_list:
-        return device_histogram(t, num_bins)
-    if t.dtype in (torch.bfloat16, torch.float16) or t.dtype.is_complex:
+    dtype = t.dtype
+    if dtype.is_complex:
+        raise TypeError(f"unsupported value: {_unsupported(t)}")
+    if t.is_cuda:
+        why = _unsupported(t)
+        if why is not None:
+            raise TypeError(f"unsupported value: {why}")
+        if t.numel() > max_list:
+            return device_histogram(t, num_bins)
+    if dtype.is_floating_point and dtype is not torch.float32 and dtype is not torch.float64:
+        # bfloat16, float16 and the float8 types: numpy has none of them but float16.
         t = t.to(torch.float32)
-    return t.cpu().numpy()
+    try:
+        return t.cpu().numpy()
+    except (TypeError, RuntimeError, NotImplementedError) as e:
+        # The rare kinds are told apart only here, off the common path.
+        if t.is_quantized:
+            return t.dequantize().cpu().numpy()
+        why = _unsupported(t) or f"a tensor of dtype {t.dtype} ({e})"
+        raise TypeError(f"unsupported value: {why}") from e
