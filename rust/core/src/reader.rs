@@ -157,7 +157,7 @@ pub fn decode_shard(bytes: &[u8]) -> ShardData {
                     }
                 }
                 after_damage = false;
-                next_seq = next_seq.max(header.seq + 1);
+                next_seq = next_seq.max(header.seq.saturating_add(1));
                 if matches!(Kind::from_u8(header.kind), None | Some(Kind::Run)) {
                     // A newer writer's frame kind is skipped undecoded, on purpose; the run
                     // frame's JSON is the collector's business (it becomes run.json).

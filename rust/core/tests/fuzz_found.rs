@@ -1,8 +1,7 @@
 //! Findings of the coverage-guided fuzzer (`fuzz/`, docs/FUZZING.md), each reduced to a small
 //! shard that fails the fuzz targets' checks (`fuzz/src/lib.rs`, shared here): the reader must
-//! not panic, and its views of a shard must agree with each other. Findings whose fix belongs
-//! in the reader are `#[ignore]`d with the reason until it lands; `cargo test -- --ignored`
-//! runs them.
+//! not panic, and its views of a shard must agree with each other. Each failed on the reader
+//! it was found on.
 
 use steplog_core::reader::decode_shard;
 use steplog_core::{Logger, MemorySink, ShardInfo, Value, WriterConfig};
@@ -58,7 +57,6 @@ fn the_shards_used_below_pass_the_checks_alone() {
 /// in Python, `r.keys()` omits keys whose `r.history()` works. This is issue 11 §4's
 /// "conflicting key tables", reached through a shard appended to another.
 #[test]
-#[ignore = "reader: key ids of a second key table rename the first one's keys (h/format)"]
 fn concatenated_shards_keep_keys_and_data_in_agreement() {
     let mut bytes = shard("s-1", &["a", "a_hist"]);
     bytes.extend(shard("s-2", &["b", "b_hist"]));
@@ -68,7 +66,6 @@ fn concatenated_shards_keep_keys_and_data_in_agreement() {
 /// The same cause, the other symptom the fuzzer found (5 of 70 findings of this kind): the
 /// second shard gives `y` the id the first gave `x`, so `keys` lists `y` twice and not `x`.
 #[test]
-#[ignore = "reader: key ids of a second key table rename the first one's keys (h/format)"]
 fn a_second_key_table_does_not_list_a_key_twice() {
     let mut bytes = shard("s-1", &["x", "y"]);
     bytes.extend(shard("s-2", &["y"]));
@@ -81,7 +78,6 @@ fn a_second_key_table_does_not_list_a_key_twice() {
 /// test), and in release builds a silent wrap to 0, after which the frame numbering checks
 /// run from the wrong place.
 #[test]
-#[ignore = "reader: `header.seq + 1` overflows for seq u64::MAX (h/format)"]
 fn a_frame_numbered_u64_max_does_not_overflow() {
     let mut bytes = shard("s-1", &["a"]);
     // The first frame's sequence number (bytes 8..16 of its header, docs/FORMAT.md).
@@ -94,7 +90,6 @@ fn a_frame_numbered_u64_max_does_not_overflow() {
 /// The same finding as the fuzzer minimised it (37 bytes: junk, then a batch frame header with
 /// sequence number `u64::MAX`), through what `decode_shard_crc` does to every input.
 #[test]
-#[ignore = "reader: `header.seq + 1` overflows for seq u64::MAX (h/format)"]
 fn the_minimised_u64_max_input_does_not_overflow() {
     let mut bytes = include_bytes!("data/fuzz/decode_shard_crc-seq-u64-max").to_vec();
     checks::fix_checksums(&mut bytes);
