@@ -11,13 +11,14 @@ test: ## Rust core tests, then the Python suite (benchmarks run once, untimed)
 	cargo test -p steplog-core --locked
 	python -m pytest --benchmark-disable
 
-lint: ## rustfmt, clippy -D warnings, ruff
+lint: ## rustfmt, clippy -D warnings, ruff, stubtest of the extension's stubs
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets --locked -- -D warnings
 	cargo fmt --manifest-path fuzz/Cargo.toml --check
 	cargo clippy --manifest-path fuzz/Cargo.toml --target-dir target --all-targets --no-default-features --locked -- -D warnings
 	ruff check python tests benches fuzz
 	ruff format --check python tests benches fuzz
+	python -m mypy.stubtest steplog._core
 
 bench: ## pytest-benchmark medians, then the criterion benches of the core
 	python -m pytest benches --benchmark-only --benchmark-columns=median,iqr,rounds --benchmark-sort=name

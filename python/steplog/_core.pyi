@@ -5,7 +5,35 @@ from typing import Any, final
 
 import numpy as np
 import numpy.typing as npt
+from typing_extensions import disjoint_base
 
+__all__ = [
+    "FORMAT_VERSION",
+    "SETTING_NAMES",
+    "ClosedError",
+    "CorruptRunError",
+    "FlushTimeout",
+    "Histogram",
+    "HistorySummary",
+    "Metric",
+    "Run",
+    "SteplogError",
+    "SteplogWarning",
+    "_EmptyCall",
+    "__version__",
+    "_summary_delete",
+    "_summary_get",
+    "_summary_read",
+    "_summary_version",
+    "current_run",
+    "glob_match",
+    "log",
+    "push",
+    "read_shard",
+    "serve",
+    "set_reporting_inf_value",
+    "set_reporting_nan_value",
+]
 __version__: str
 FORMAT_VERSION: int
 SETTING_NAMES: list[str]
@@ -16,11 +44,12 @@ class FlushTimeout(SteplogError): ...
 class CorruptRunError(SteplogError): ...
 class SteplogWarning(UserWarning): ...
 
+@final
 class Histogram:
     def __new__(
         cls,
         sequence: Any = None,
-        num_bins: int = 64,
+        num_bins: int = ...,  # 64
         np_histogram: tuple[Any, Any] | None = None,
     ) -> Histogram: ...
     @property
@@ -32,16 +61,19 @@ class Histogram:
     @property
     def inf_count(self) -> tuple[int, int]: ...
 
+@final
 class Metric:
     def log(self, value: Any, step: int | None = None, commit: bool | None = None) -> None: ...
     @property
     def name(self) -> str: ...
 
+@final
 class _EmptyCall:
     """`log` takes the arguments of `log()` and does nothing: the floor `steplog bench` times."""
 
     def log(self, value: Any, step: int | None = None, commit: bool | None = None) -> None: ...
 
+@disjoint_base
 class Run:
     def __new__(
         cls,
