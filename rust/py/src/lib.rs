@@ -2,6 +2,7 @@
 //! core could own; this crate converts values, maps errors and exposes the classes.
 
 mod args;
+mod array;
 mod convert;
 mod errors;
 mod global;
