@@ -14,6 +14,7 @@ use pyo3::prelude::*;
 use steplog_core::histogram::{
     bin_f32, bin_f32_iter, bin_f64, bin_f64_iter, bin_int_iter, DEFAULT_BINS,
 };
+use steplog_core::value::MAX_LIST_DIMS;
 use steplog_core::{Histogram, List, ListData, Value};
 
 /// Largest tensor stored as a list; larger ones become histograms.
@@ -126,14 +127,13 @@ fn typed<T: Elem>(arr: &Bound<'_, PyUntypedArray>, shape: Shape) -> Option<PyRes
             .next()
             .map_or(Value::F64(f64::NAN), |x| x.scalar())
     } else if auto && size <= MAX_LIST {
-        let data = T::list(view.iter());
-        // NOTE: more dimensions than a list keeps (numpy allows 64) are flattened.
-        let list = List::new(view.shape(), data.clone())
-            .or_else(|| List::new(&[size], data))
-            .ok_or_else(|| PyTypeError::new_err("unsupported value: an array of this shape"));
-        match list {
-            Ok(l) => Value::List(Box::new(l)),
-            Err(e) => return Some(Err(e)),
+        match List::new(view.shape(), T::list(view.iter())) {
+            Some(l) => Value::List(Box::new(l)),
+            None => {
+                return Some(Err(PyTypeError::new_err(
+                    "unsupported value: an array of this shape",
+                )))
+            }
         }
     } else {
         let bin = || match view.as_slice_memory_order() {
@@ -170,6 +170,12 @@ fn native(arr: &Bound<'_, PyUntypedArray>, shape: Shape) -> Option<PyResult<Valu
 pub fn array_as(arr: &Bound<'_, PyUntypedArray>, shape: Shape) -> PyResult<Value> {
     if arr.len() == 0 && matches!(shape, Shape::Auto) {
         return Ok(Value::List(Box::new(List::flat_f64(Vec::new()))));
+    }
+    if arr.ndim() > MAX_LIST_DIMS {
+        // numpy allows 64 dimensions, rust-numpy's views 32 (it panics beyond): more than a
+        // list keeps are flattened first.
+        let flat = arr.call_method1(intern!(arr.py(), "reshape"), (-1,))?;
+        return array_as(flat.cast::<PyUntypedArray>()?, shape);
     }
     if let Some(v) = native(arr, shape) {
         return v;
