@@ -610,8 +610,12 @@ def _same(got: Any, want: Any) -> bool:
     return type(got) is type(want) and got == want
 
 
+EXAMPLES = int(os.environ.get("STEPLOG_HYPOTHESIS_EXAMPLES", "300"))
+
+
+@pytest.mark.timeout(max(120, EXAMPLES // 5))
 def test_random_values_are_stored_as_documented_or_refused_naming_the_key(tmp_path):
-    n = int(os.environ.get("STEPLOG_HYPOTHESIS_EXAMPLES", "300"))
+    n = EXAMPLES
     seed_ = int(os.environ.get("STEPLOG_HYPOTHESIS_SEED", "11"))
     out = tmp_path / "examples.jsonl"
     env = dict(

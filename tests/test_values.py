@@ -254,3 +254,14 @@ def test_many_keys_fresh_key_objects_and_reused_addresses_all_land_under_their_n
         got = r.history(f"dyn/{j}")
         assert got and all(v % 7 == j for _, v in got)
     assert len(r.history("lit")) == 150
+
+
+def test_to_pandas_keeps_list_keys_as_object_columns(run):
+    pd = pytest.importorskip("pandas")
+    run.log({"m": np.array([[1, 2], [3, 4]]), "x": 1.0})
+    run.log({"m": [5, 6], "x": 2.0})
+    run.log({"x": 3.0})
+    run.finish()
+    df = steplog.open(run.dir).to_pandas()
+    assert df["m"].dtype == object
+    assert df["m"].tolist()[:2] == [[[1, 2], [3, 4]], [5, 6]] and pd.isna(df["m"].iloc[2])

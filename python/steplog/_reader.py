@@ -56,6 +56,8 @@ def _stats_from_history(values: np.ndarray, definition: dict[str, Any] | None) -
 
 
 _OMIT = object()
+# Kinds of non-scalar values that `to_pandas` keeps, one cell each.
+_CELLS = ("text", "list")
 
 
 class RunReader:
@@ -325,8 +327,9 @@ class RunReader:
         return sum(s["rows"] for _, s in self._shards)
 
     def to_pandas(self) -> Any:
-        """A DataFrame indexed by `_step` with one column per scalar or text key and
-        `_timestamp`. Lists and histograms are left out (use `history`/`histograms`)."""
+        """A DataFrame indexed by `_step` with one column per scalar, text or list key and
+        `_timestamp`; a list key is an object column of (nested) Python lists. Histograms
+        are left out (use `histograms`)."""
         try:
             import pandas as pd
         except ImportError as e:  # pragma: no cover - depends on the environment
@@ -337,7 +340,7 @@ class RunReader:
                 steps, values = self.scalars(key)
                 s = pd.Series(values, index=steps)
             elif key in self._others:
-                texts = [(st, v) for st, kind, v in self._others[key] if kind == "text"]
+                texts = [(st, v) for st, kind, v in self._others[key] if kind in _CELLS]
                 if not texts:
                     continue
                 s = pd.Series([v for _, v in texts], index=[st for st, _ in texts], dtype=object)
