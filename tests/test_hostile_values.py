@@ -107,6 +107,16 @@ def test_numpy_longdouble_is_rounded_to_float_instead_of_crashing(value, expecte
     _check(p, "stored", ["after", "before", "x"], 3)
 
 
+def test_longdouble_arrays_are_rounded_without_a_warning(run):
+    # filterwarnings=error: numpy's overflow warning would be raised from log().
+    run.log({"a": np.array([1e4000, -1e4000, 1.5], dtype=np.longdouble)})
+    run.log({"a": np.full(40, "1e4000", dtype=np.longdouble)})
+    run.finish()
+    r = steplog.open(run.dir)
+    assert r.history("a")[0] == (0, [math.inf, -math.inf, 1.5])
+    assert r.histograms("a")[0][1].sum() == 0
+
+
 @pytest.mark.parametrize("value", ["np.clongdouble(1 + 2j)", "np.complex64(1j)", "1j"])
 def test_complex_values_raise_type_error_instead_of_crashing(value):
     p = _survives(f'            run.log({{"x": {value}}})')

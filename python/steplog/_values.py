@@ -11,6 +11,7 @@ wrong. What each type becomes is the README's "Values" table:
 - numpy `datetime64` → seconds since the epoch (numpy datetimes are UTC), `timedelta64` →
   seconds, `NaT` → NaN; arrays of them alike, element by element.
 - `bytes` (and `numpy.bytes_`) → text, decoded as UTF-8 (as wandb does).
+- longdouble arrays → float64, rounded (±inf beyond its range).
 """
 
 from __future__ import annotations
@@ -65,6 +66,11 @@ def _dates(a: np.ndarray) -> np.ndarray:
 def convert(v: Any) -> Any:
     """A storable form of `v` (see the module docstring), or TypeError/ValueError."""
     if isinstance(v, np.ndarray):
+        if v.dtype.kind == "f":
+            # longdouble: rounded to float64 (±inf out of range) like a longdouble scalar,
+            # without numpy's overflow warning (which `-W error` would make an exception).
+            with np.errstate(over="ignore"):
+                return v.astype(np.float64)
         if v.dtype.kind == "M":
             return _dates(v)
         if v.dtype.kind == "m":

@@ -1,8 +1,8 @@
 //! numpy arrays → values, read in place: size 1 → scalar, up to [`MAX_LIST`] elements → a
 //! list keeping its shape and element type (float, int, bool), larger → a histogram. An
 //! empty array is the empty list. Dtypes Rust cannot read in place are cast once to one it can
-//! (float16/longdouble → float32/64, other byte orders → native); datetime64/timedelta64 go
-//! through `steplog._values` (seconds); anything else (complex, str, object, structured) is a
+//! (float16 → float32, other byte orders → native); longdouble and datetime64/timedelta64 go
+//! through `steplog._values` (float64, seconds); anything else (complex, str, object, structured) is a
 //! `TypeError`. Nothing here recurses, whatever the array holds.
 
 use numpy::{
@@ -186,15 +186,16 @@ pub fn array_as(arr: &Bound<'_, PyUntypedArray>, shape: Shape) -> PyResult<Value
     // One cast (or conversion) to a dtype `native` reads, then no further one.
     let cast = match kind {
         b'f' if dtype.itemsize() <= 4 => "float32",
-        b'f' => "float64",
+        b'f' if dtype.itemsize() <= 8 => "float64",
         b'i' => "int64",
         b'u' => "uint64",
         b'b' => "bool",
-        b'M' | b'm' => {
+        // longdouble (rounded without numpy's overflow warning) and the time dtypes (seconds).
+        b'f' | b'M' | b'm' => {
             let conv = py.import(intern!(py, "steplog._values"))?;
             let secs = conv.call_method1(intern!(py, "convert"), (arr,))?;
             return native(secs.cast::<PyUntypedArray>()?, shape)
-                .unwrap_or_else(|| Err(PyTypeError::new_err("unsupported value: a time array")));
+                .unwrap_or_else(|| Err(PyTypeError::new_err("unsupported value: an array")));
         }
         b'c' => {
             return Err(PyTypeError::new_err(format!(
