@@ -53,6 +53,11 @@ impl Value {
     }
 }
 
+// A cell is copied on every staged value: the list's shape lives behind its box, so a value
+// stays three words and a cell four.
+#[cfg(target_pointer_width = "64")]
+const _: () = assert!(std::mem::size_of::<Value>() == 24 && std::mem::size_of::<Cell>() == 32);
+
 /// Most dimensions a list value may have (numpy's own limit is 64).
 pub const MAX_LIST_DIMS: usize = 32;
 
