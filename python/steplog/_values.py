@@ -88,7 +88,7 @@ def convert(v: Any) -> Any:
             raise ValueError(f"datetime {v!s} has no Unix timestamp: {e}") from None
         return float(t)
     if isinstance(v, _dt.date):
-        days = (_dt.date(v.year, v.month, v.day) - _EPOCH_DAY).days
+        days = _dt.date.toordinal(v) - _EPOCH_DAY.toordinal()
         return float(days * 86400)
     if isinstance(v, _dt.timedelta):
         return float(_dt.timedelta.total_seconds(v))
