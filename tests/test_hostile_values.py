@@ -158,6 +158,17 @@ def test_documented_conversions(run, value, expected):
     assert step == 0 and type(got) is type(expected) and got == expected
 
 
+def test_ml_dtypes_scalars_and_arrays_are_numbers(run):
+    ml = pytest.importorskip("ml_dtypes")
+    run.log({"b": ml.bfloat16(1.5), "f8": ml.float8_e4m3fn(2.0), "i4": ml.int4(3)})
+    run.log({"b": np.array([[1, 2]], dtype=ml.bfloat16), "i4": np.arange(40).astype(ml.int4)})
+    run.finish()
+    r = steplog.open(run.dir)
+    assert r.history("b") == [(0, 1.5), (1, [[1.0, 2.0]])]
+    assert r.history("f8") == [(0, 2.0)]
+    assert r.history("i4")[0] == (0, 3) and r.histograms("i4")[0][1].sum() == 40
+
+
 def test_naive_datetimes_are_local_time_as_python_has_it(run):
     when = dt.datetime(2021, 6, 1, 12, 30)
     run.log({"t": when})
@@ -511,6 +522,7 @@ def _child() -> None:
         st.integers(-(10**12), 10**12).map(lambda x: np.timedelta64(x, "us")),
         st.integers(-12 * 1960, 12 * 8000).map(lambda x: np.datetime64(x, "M")),
         st.sampled_from([np.longdouble("1e4000"), np.longdouble(1.5), np.clongdouble(1j)]),
+        st.binary(min_size=1, max_size=4).map(np.void),
     )
     plain = st.one_of(
         st.none(),

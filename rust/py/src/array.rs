@@ -197,6 +197,18 @@ pub fn array_as(arr: &Bound<'_, PyUntypedArray>, shape: Shape) -> PyResult<Value
             return native(secs.cast::<PyUntypedArray>()?, shape)
                 .unwrap_or_else(|| Err(PyTypeError::new_err("unsupported value: an array")));
         }
+        // ml_dtypes (bfloat16, float8, int4): numpy arrays of kind 'V' without fields.
+        b'V' if !dtype.has_fields() && !dtype.has_subarray() => {
+            let cast = arr.call_method1(intern!(py, "astype"), ("float64",));
+            return match cast {
+                Ok(c) => native(c.cast::<PyUntypedArray>()?, shape)
+                    .unwrap_or_else(|| Err(PyTypeError::new_err("unsupported value: an array"))),
+                Err(_) => Err(PyTypeError::new_err(format!(
+                    "unsupported value: an array of dtype {}; log numeric or bool arrays",
+                    dtype.str()?
+                ))),
+            };
+        }
         b'c' => {
             return Err(PyTypeError::new_err(format!(
                 "unsupported value: an array of dtype {} (complex); log its .real and .imag \

@@ -349,6 +349,18 @@ fn numpy_scalar(v: &Bound<'_, PyAny>) -> PyResult<Value> {
             v,
             "complex; log its .real and .imag (or abs()) as separate keys",
         )),
+        // ml_dtypes' bfloat16, float8 and int4 are numpy scalars of kind 'V' without fields:
+        // a Python number as item(), or float() (wandb's rule for bfloat16).
+        b'V' if !dtype.has_fields() && !dtype.has_subarray() => {
+            let item = v.call_method0(intern!(py, "item"))?;
+            match plain(&item)? {
+                Some(x @ (Value::F64(_) | Value::I64(_) | Value::Bool(_))) => Ok(x),
+                _ => v
+                    .extract::<f64>()
+                    .map(Value::F64)
+                    .map_err(|_| unsupported_because(v, "raw bytes of numpy void")),
+            }
+        }
         b'V' => Err(unsupported_because(
             v,
             "a structured numpy value; log its fields as separate keys",
