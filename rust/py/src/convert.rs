@@ -3,19 +3,18 @@
 //! Fast paths first: float (numpy.float64 included, it subclasses float), int, bool, str, then
 //! nested dicts (flattened with `/`), `steplog.Histogram`, numpy scalars by dtype kind, and
 //! finally anything numpy can turn into an array (arrays, torch/jax tensors, objects with
-//! `__array__`, lists and tuples; see [`crate::array`]). The rare kinds (datetimes, bytes,
+//! `__array__`, lists and tuples; see [`crate::array`] and [`crate::npscalar`]). The rare kinds (datetimes, bytes,
 //! time dtypes) go through `steplog._values`, whose result is converted without calling back.
 //!
 //! Invariants: no conversion recurses except through dict nesting, which both paths bound at
 //! [`MAX_DEPTH`]; every failure is a `TypeError`/`ValueError` naming the key, raised before
 //! anything of the call is logged.
 
-use numpy::{PyArrayDescr, PyArrayDescrMethods, PyUntypedArray};
+use numpy::PyUntypedArray;
 use pyo3::exceptions::{PyException, PyTypeError, PyValueError};
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple, PyType};
+use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 use smallvec::SmallVec;
 use steplog_core::histogram::DEFAULT_BINS;
 use steplog_core::logger::Call;
@@ -24,6 +23,7 @@ use steplog_core::{Histogram, Value};
 use crate::array::{array_as, histogram_from_parts, Shape, MAX_LIST};
 use crate::errors::IntoPy;
 use crate::histogram::PyHistogram;
+use crate::npscalar::{numpy, numpy_generic, numpy_scalar};
 
 /// Deepest dict nesting flattened (the top-level dict is depth 0), on both paths.
 pub const MAX_DEPTH: usize = 32;
@@ -216,28 +216,6 @@ fn with_key(e: PyErr, name: &KeyName<'_>) -> PyErr {
     })
 }
 
-fn numpy(py: Python<'_>) -> PyResult<&Bound<'_, PyModule>> {
-    static NUMPY: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
-    NUMPY
-        .get_or_try_init(py, || py.import("numpy").map(Bound::unbind))
-        .map(|m| m.bind(py))
-}
-
-/// `numpy.generic`, the base of every numpy scalar type.
-fn numpy_generic(py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
-    static GENERIC: PyOnceLock<Py<PyType>> = PyOnceLock::new();
-    GENERIC
-        .get_or_try_init(py, || {
-            Ok::<_, PyErr>(
-                numpy(py)?
-                    .getattr("generic")?
-                    .cast_into::<PyType>()?
-                    .unbind(),
-            )
-        })
-        .map(|t| t.bind(py))
-}
-
 /// Converts one value (a `None` is a `TypeError` here; `log()` leaves such keys out).
 pub fn to_value(v: &Bound<'_, PyAny>) -> PyResult<Value> {
     if let Some(value) = plain(v)? {
@@ -250,7 +228,7 @@ pub fn to_value(v: &Bound<'_, PyAny>) -> PyResult<Value> {
 }
 
 /// A float, bool, int or str, or `None` for any other type.
-fn plain(v: &Bound<'_, PyAny>) -> PyResult<Option<Value>> {
+pub(crate) fn plain(v: &Bound<'_, PyAny>) -> PyResult<Option<Value>> {
     if let Ok(f) = v.cast::<PyFloat>() {
         return Ok(Some(Value::F64(f.value())));
     }
@@ -280,7 +258,7 @@ fn plain(v: &Bound<'_, PyAny>) -> PyResult<Option<Value>> {
 }
 
 /// `plain` for a value a conversion produced: anything else is unsupported (no recursion).
-fn plain_result(v: &Bound<'_, PyAny>, from: &Bound<'_, PyAny>) -> PyResult<Value> {
+pub(crate) fn plain_result(v: &Bound<'_, PyAny>, from: &Bound<'_, PyAny>) -> PyResult<Value> {
     plain(v)?.ok_or_else(|| unsupported(from))
 }
 
@@ -304,11 +282,11 @@ fn as_value_error(v: &Bound<'_, PyAny>, e: PyErr) -> PyErr {
     new
 }
 
-fn unsupported(v: &Bound<'_, PyAny>) -> PyErr {
+pub(crate) fn unsupported(v: &Bound<'_, PyAny>) -> PyErr {
     unsupported_because(v, "")
 }
 
-fn unsupported_because(v: &Bound<'_, PyAny>, detail: &str) -> PyErr {
+pub(crate) fn unsupported_because(v: &Bound<'_, PyAny>, detail: &str) -> PyErr {
     let ty = type_name(v);
     let detail = if detail.is_empty() {
         String::new()
@@ -329,47 +307,6 @@ fn tensor_value(v: &Bound<'_, PyAny>) -> PyResult<Value> {
 pub fn histogram_of(v: &Bound<'_, PyAny>, n: usize) -> PyResult<Histogram> {
     match tensor_as(v, Shape::Histogram(n)).map_err(|e| as_value_error(v, e))? {
         Value::Histogram(h) => Ok(*h),
-        _ => Err(unsupported(v)),
-    }
-}
-
-/// A numpy scalar, by its dtype's kind. Returns what `item()` gives for the kinds whose item
-/// is a Python number (never another numpy scalar), and never calls itself.
-fn numpy_scalar(v: &Bound<'_, PyAny>) -> PyResult<Value> {
-    let py = v.py();
-    let dtype = v.getattr(intern!(py, "dtype"))?;
-    let dtype = dtype.cast::<PyArrayDescr>()?;
-    match dtype.kind() {
-        b'b' | b'i' | b'u' => plain_result(&v.call_method0(intern!(py, "item"))?, v),
-        // float16/32/64 items are Python floats; a longdouble's item is a longdouble again,
-        // so it is rounded to float64 (as wandb does).
-        b'f' if dtype.itemsize() <= 8 => plain_result(&v.call_method0(intern!(py, "item"))?, v),
-        b'f' => Ok(Value::F64(v.extract::<f64>()?)),
-        b'c' => Err(unsupported_because(
-            v,
-            "complex; log its .real and .imag (or abs()) as separate keys",
-        )),
-        // ml_dtypes' bfloat16, float8 and int4 are numpy scalars of kind 'V' without fields:
-        // a Python number as item(), or float() (wandb's rule for bfloat16).
-        b'V' if !dtype.has_fields() && !dtype.has_subarray() => {
-            let item = v.call_method0(intern!(py, "item"))?;
-            match plain(&item)? {
-                Some(x @ (Value::F64(_) | Value::I64(_) | Value::Bool(_))) => Ok(x),
-                _ => v
-                    .extract::<f64>()
-                    .map(Value::F64)
-                    .map_err(|_| unsupported_because(v, "raw bytes of numpy void")),
-            }
-        }
-        b'V' => Err(unsupported_because(
-            v,
-            "a structured numpy value; log its fields as separate keys",
-        )),
-        b'M' | b'm' | b'S' => {
-            let conv = py.import(intern!(py, "steplog._values"))?;
-            let out = conv.call_method1(intern!(py, "convert"), (v,))?;
-            plain_result(&out, v)
-        }
         _ => Err(unsupported(v)),
     }
 }

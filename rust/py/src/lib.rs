@@ -8,6 +8,7 @@ mod errors;
 mod global;
 mod histogram;
 mod metric;
+mod npscalar;
 mod probe;
 mod push;
 mod read;
