@@ -3,8 +3,9 @@
 //! Fast paths first: float (numpy.float64 included, it subclasses float), int, bool, str, then
 //! nested dicts (flattened with `/`), `steplog.Histogram`, numpy scalars by dtype kind, and
 //! finally anything numpy can turn into an array (arrays, torch/jax tensors, objects with
-//! `__array__`, lists and tuples; see [`crate::array`] and [`crate::npscalar`]). The rare kinds (datetimes, bytes,
-//! time dtypes) go through `steplog._values`, whose result is converted without calling back.
+//! `__array__`, lists and tuples; see [`crate::array`] and [`crate::npscalar`]). The rare
+//! kinds (datetimes, bytes, time dtypes) go through `steplog._values`, whose result is
+//! converted without calling back.
 //!
 //! Invariants: no conversion recurses except through dict nesting, which both paths bound at
 //! [`MAX_DEPTH`]; every failure is a `TypeError`/`ValueError` naming the key, raised before
