@@ -287,6 +287,10 @@ def test_a_list_that_contains_itself_raises_type_error():
         (np.void((1, 2.0), dtype="i4,f8"), TypeError),
         (np.array([1, 2], dtype="i4,f8"), TypeError),
         (np.array([None, 1], dtype=object), TypeError),
+        (np.void(b"\x01"), TypeError),
+        (np.array([np.void(b"\x01")] * 2), TypeError),
+        (np.timedelta64(5), ValueError),  # no unit: no seconds
+        ((np.timedelta64("NaT"), 5), ValueError),  # numpy makes that a unitless timedelta64
     ],
 )
 def test_values_that_cannot_be_stored_raise_naming_the_key(run, value, error):
@@ -341,6 +345,8 @@ def _time_seconds(v: Any) -> float:
         return n / _PER_S[unit]
     if unit in _UNIT_S:
         return float(n * _UNIT_S[unit])
+    if unit not in ("Y", "M"):  # the generic unit (numpy makes it from NaT and ints)
+        raise Raise("a time without a unit")
     year = 365.2425 * 86400
     if isinstance(v, np.timedelta64):
         return n * (year if unit == "Y" else year / 12)

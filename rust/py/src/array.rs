@@ -17,6 +17,8 @@ use steplog_core::histogram::{
 use steplog_core::value::MAX_LIST_DIMS;
 use steplog_core::{Histogram, List, ListData, Value};
 
+use crate::npscalar::extension_number;
+
 /// Largest tensor stored as a list; larger ones become histograms.
 pub const MAX_LIST: usize = 32;
 
@@ -198,7 +200,7 @@ pub fn array_as(arr: &Bound<'_, PyUntypedArray>, shape: Shape) -> PyResult<Value
                 .unwrap_or_else(|| Err(PyTypeError::new_err("unsupported value: an array")));
         }
         // ml_dtypes (bfloat16, float8, int4): numpy arrays of kind 'V' without fields.
-        b'V' if !dtype.has_fields() && !dtype.has_subarray() => {
+        b'V' if extension_number(&dtype)? => {
             let cast = arr.call_method1(intern!(py, "astype"), ("float64",));
             return match cast {
                 Ok(c) => native(c.cast::<PyUntypedArray>()?, shape)

@@ -376,6 +376,9 @@ fn tensor_as(v: &Bound<'_, PyAny>, shape: Shape) -> PyResult<Value> {
     })?;
     match arr.cast::<PyUntypedArray>() {
         Ok(a) => array_as(a, shape).map_err(|e| {
+            if e.is_instance_of::<PyValueError>(py) {
+                return e;
+            }
             let detail = e.value(py).to_string();
             unsupported_because(v, detail.trim_start_matches("unsupported value: "))
         }),

@@ -54,7 +54,7 @@ pub fn numpy_scalar(v: &Bound<'_, PyAny>) -> PyResult<Value> {
         )),
         // ml_dtypes' bfloat16, float8 and int4 are numpy scalars of kind 'V' without fields:
         // a Python number as item(), or float() (wandb's rule for bfloat16).
-        b'V' if !dtype.has_fields() && !dtype.has_subarray() => {
+        b'V' if extension_number(dtype)? => {
             let item = v.call_method0(intern!(py, "item"))?;
             match plain(&item)? {
                 Some(x @ (Value::F64(_) | Value::I64(_) | Value::Bool(_))) => Ok(x),
@@ -75,4 +75,14 @@ pub fn numpy_scalar(v: &Bound<'_, PyAny>) -> PyResult<Value> {
         }
         _ => Err(unsupported(v)),
     }
+}
+
+/// Whether a kind-'V' dtype is a number type of an extension (ml_dtypes' bfloat16, float8,
+/// int4): no fields, no subarray, and a scalar type of its own, not numpy's raw `void`.
+pub fn extension_number(dtype: &Bound<'_, PyArrayDescr>) -> PyResult<bool> {
+    if dtype.has_fields() || dtype.has_subarray() {
+        return Ok(false);
+    }
+    let void = numpy(dtype.py())?.getattr(intern!(dtype.py(), "void"))?;
+    Ok(!dtype.typeobj().is(&void))
 }
