@@ -186,11 +186,13 @@ def test_not_a_time_is_nan(run):
 def test_time_arrays_become_seconds(run):
     a = np.array(["1970-01-01T00:00:02", "NaT"], dtype="datetime64[s]")
     run.log({"a": a, "d": np.array([1, 2], dtype="timedelta64[m]")})
+    # 0-d time arrays, in calendar and fixed units, are scalars.
+    run.log({"a": np.array(np.datetime64(1, "Y")), "d": np.array(np.timedelta64(3, "s"))})
     run.finish()
     r = steplog.open(run.dir)
-    [(_, got)] = r.history("a")
-    assert got[0] == 2.0 and math.isnan(got[1])
-    assert r.history("d") == [(0, [60.0, 120.0])]
+    [(_, got), second] = r.history("a")
+    assert got[0] == 2.0 and math.isnan(got[1]) and second == (1, 31536000.0)
+    assert r.history("d") == [(0, [60.0, 120.0]), (1, 3.0)]
 
 
 class ArrayRaises:

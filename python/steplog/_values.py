@@ -41,6 +41,8 @@ _PER_S = {"ms": 10**3, "us": 10**6, "ns": 10**9, "ps": 10**12, "fs": 10**15, "as
 def _seconds(counts: np.ndarray, dtype: np.dtype) -> np.ndarray:
     """float64 seconds of the int64 counts of a datetime64/timedelta64 dtype (NaT → NaN)."""
     unit, step = np.datetime_data(dtype)
+    shape = counts.shape
+    counts = counts.reshape(-1)  # a 0-d array's arithmetic would give numpy scalars
     nat = counts == np.iinfo(np.int64).min
     if unit in _PER_S:
         out = counts.astype(np.float64) * (step / _PER_S[unit])
@@ -51,7 +53,7 @@ def _seconds(counts: np.ndarray, dtype: np.dtype) -> np.ndarray:
         if not bool(np.all(nat)):
             raise ValueError(f"a {dtype} value without a time unit")
     out[nat] = np.nan
-    return out
+    return out.reshape(shape)
 
 
 def _dates(a: np.ndarray) -> np.ndarray:
