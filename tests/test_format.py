@@ -248,11 +248,30 @@ def _le(b: Any, dtype: np.dtype, what: str) -> np.ndarray:
     return np.frombuffer(b, dtype=dtype)
 
 
+def decode_array(payload: dict[str, Any]) -> np.ndarray:
+    """An `array` value: elements of `dtype` in row-major order, reshaped to `shape`."""
+    dtype, shape = payload.get("dtype"), payload.get("shape")
+    if dtype not in DTYPES or not isinstance(shape, list) or not 1 <= len(shape) <= 32:
+        raise FrameError("bad array header")
+    if not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
+        raise FrameError("bad array shape")
+    a = _le(payload.get("data"), DTYPES[dtype], "array data")
+    if dtype == "bool":
+        if bool(np.any(a > 1)):
+            raise FrameError("bad array bools")
+        a = a.astype(bool)
+    if math.prod(shape) != a.size or (a.size == 0 and shape != [0]):
+        raise FrameError("array shape does not match its data")
+    return a.reshape(shape)
+
+
 def decode_value(kind: Any, payload: Any) -> Other:
     if kind == "text" and isinstance(payload, str):
         return payload
     if kind == "list":
         return _le(payload, DTYPES["f64"], "list")
+    if kind == "array" and isinstance(payload, dict):
+        return decode_array(payload)
     if kind == "hist" and isinstance(payload, dict):
         counts = _le(payload.get("counts"), np.dtype("<u8"), "histogram counts")
         edges = _le(payload.get("edges"), DTYPES["f64"], "histogram edges")
@@ -664,8 +683,18 @@ def expect_value(v: Any) -> tuple[str, Any]:
     if arr.size == 1:
         return expect_value(arr.item())
     flat = arr.ravel().astype(np.float64)
-    if arr.size <= 32:
+    if arr.size == 0:
         return "list", flat
+    if arr.size <= 32:
+        # One-dimensional floats keep the `list` form; any other shape or element type is an
+        # `array` of int64 (uint64 beyond int64: float64), float64 or bool, keeping its shape.
+        if arr.dtype.kind == "f" and arr.ndim == 1:
+            return "list", flat
+        if arr.dtype.kind == "b":
+            return "array", arr.astype(bool)
+        if arr.dtype.kind in "iu" and (arr.dtype.kind == "i" or arr.max() < 2**63):
+            return "array", arr.astype(np.int64)
+        return "array", arr.astype(np.float64)
     assert np.isfinite(flat).all()
     counts, edges = np.histogram(flat, bins=64)
     return "hist", Hist(counts.astype(np.uint64), edges, 0, 0, 0)
@@ -761,9 +790,10 @@ class Model:
 
     def _commit(self) -> None:
         assert self.open is not None
-        self.rows.append((self.step, self.open))
+        if self.open:  # a row without cells (`log({})`) only advances the step
+            self.rows.append((self.step, self.open))
         for k, (kind, v) in self.open.items():
-            if kind not in ("list", "hist"):
+            if kind not in ("list", "array", "hist"):
                 self.summary[k] = (kind, v)
                 self.history.setdefault(k, []).append((kind, v))
                 self.overridden.discard(k)
@@ -779,6 +809,12 @@ class Model:
 def same_other(kind: str, got: Any, want: Any) -> bool:
     if kind == "list":
         return np.array_equal(bits(got), bits(want))
+    if kind == "array":
+        return (
+            got.shape == want.shape
+            and got.dtype.kind == want.dtype.kind
+            and np.array_equal(bits(got), bits(want))
+        )
     if kind == "hist":
         return (
             np.array_equal(got.counts, want.counts)
@@ -837,6 +873,9 @@ def write_mixed_run(tmp_path: Path) -> tuple[Model, str, float, float]:
     m.log({"h": steplog.Histogram([np.nan, np.nan])})
     m.log({"np": {"f32": np.float32(0.1), "i64": np.int64(-7), "b": np.bool_(True)}})
     m.log({"np": {"one": np.array([[2.5]]), "big": 2**70, "neg": -(2**63)}})
+    m.log({})  # a step without a row
+    m.log({"grid": np.array([[1, 2], [3, 4]]), "nothing": [], "mask": np.eye(2, dtype=bool)})
+    m.log({"grid": np.arange(6.0).reshape(3, 2), "nothing": np.zeros((0, 4))})
     m.define_metric("mixed", summary="first,max,min,last")
     m.define_metric("note", summary="none")  # replaces the earlier definition of "note"
     m.log({"mixed": 1})
@@ -934,8 +973,12 @@ def test_every_value_decodes_independently_and_matches_steplog(tmp_path):
                     v.pos_inf,
                     v.neg_inf,
                 )
-            elif isinstance(v, np.ndarray):
+            elif isinstance(v, np.ndarray) and v.ndim == 1 and v.dtype.kind == "f":
                 assert np.array_equal(bits(theirs), bits(v))
+            elif isinstance(v, np.ndarray):  # an `array`: nested lists of its element type
+                assert theirs == v.tolist()
+                assert np.asarray(theirs).shape == v.shape
+                assert type(np.ravel(theirs)[0].item()) is type(v.ravel()[0].item())
             else:
                 assert theirs == v
 

@@ -71,13 +71,28 @@ def test_finish_commits_the_open_row(run):
     assert rows(run, "a") == {2: {"a": 1}}
 
 
-def test_an_empty_log_is_still_a_step(run):
+def test_an_empty_log_advances_the_step_without_writing_a_row_as_in_wandb(run):
     run.log({})
     run.log({"a": 1})
+    assert run.step == 2
     run.finish()
     r = steplog.open(run.dir)
     assert r.history("a") == [(1, 1)]
-    assert r.scalars("_timestamp")[0].tolist() == [0, 1]
+    assert r.scalars("_timestamp")[0].tolist() == [1]
+    assert r.rows == 1
+
+
+def test_an_empty_log_commits_the_open_row_and_an_empty_step_log_only_moves_the_step(run):
+    run.log({"a": 1}, commit=False)
+    run.log({})  # commits the open row (step 0): {} is a committing call
+    run.log({}, commit=False)  # nothing to add: the row of step 1 stays empty
+    run.log({}, step=5)  # moves to step 5 (the empty row of step 1 is not written)
+    run.log({"b": 2})  # merges into step 5 and commits it
+    run.log({}, step=9)
+    run.finish()  # step 9 holds nothing: no row
+    r = steplog.open(run.dir)
+    assert r.history("a") == [(0, 1)] and r.history("b") == [(5, 2)]
+    assert r.scalars("_timestamp")[0].tolist() == [0, 5]
 
 
 def test_rows_carry_a_timestamp(run):

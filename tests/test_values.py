@@ -92,12 +92,44 @@ def test_python_lists_and_tuples_of_numbers_follow_the_tensor_rules(run):
     assert r.histograms("many")[0][1].sum() == 100
 
 
-def test_lists_keep_every_numeric_dtype(run):
+def test_lists_keep_their_element_type(run):
     run.log({"i": np.array([1, 2, 3], dtype=np.int16), "b": np.array([True, False])})
     run.finish()
     r = steplog.open(run.dir)
-    assert r.history("i") == [(0, [1.0, 2.0, 3.0])]
-    assert r.history("b") == [(0, [1.0, 0.0])]
+    [(_, ints)] = r.history("i")
+    [(_, bools)] = r.history("b")
+    assert ints == [1, 2, 3] and all(type(x) is int for x in ints)
+    assert bools == [True, False] and all(type(x) is bool for x in bools)
+
+
+def test_small_arrays_keep_their_shape_and_int_type_as_in_wandb(run):
+    run.log({"m": np.array([[1, 2], [3, 4]]), "f": np.arange(6.0).reshape(1, 2, 3)})
+    run.log({"m": [[5, 6], [7, 8]], "f": ((0.5, 1), (2, 3))})
+    run.finish()
+    r = steplog.open(run.dir)
+    assert r.history("m") == [(0, [[1, 2], [3, 4]]), (1, [[5, 6], [7, 8]])]
+    assert all(type(x) is int for _, m in r.history("m") for row in m for x in row)
+    assert r.history("f") == [
+        (0, [[[0.0, 1.0, 2.0], [3.0, 4.0, 5.0]]]),
+        (1, [[0.5, 1.0], [2.0, 3.0]]),
+    ]
+    assert type(r.history("f")[1][1][0][1]) is float
+
+
+def test_uint64_lists_beyond_int64_become_floats(run):
+    run.log({"u": np.array([2**64 - 1, 1], dtype=np.uint64), "k": np.array([7, 1], np.uint64)})
+    run.finish()
+    r = steplog.open(run.dir)
+    assert r.history("u") == [(0, [float(2**64 - 1), 1.0])]
+    assert r.history("k") == [(0, [7, 1])] and type(r.history("k")[0][1][0]) is int
+
+
+@pytest.mark.parametrize(
+    "value", [[], (), np.array([]), np.zeros((0, 3)), np.zeros((5, 0), dtype=np.int64)]
+)
+def test_empty_arrays_and_lists_are_stored_as_empty_lists_as_in_wandb(run, value):
+    run.log({"e": value, "x": 1.0})
+    assert only(run, "e") == [(0, [])]
 
 
 def test_large_arrays_become_64_bin_histograms_equal_to_numpy(run):
@@ -145,13 +177,24 @@ def test_np_histogram_is_checked(pair, message):
 
 @pytest.mark.parametrize(
     "value, type_name",
-    [(object(), "object"), (None, "NoneType"), (["a", "b"], "list"), ({1}, "set"), ([], "list")],
+    [(object(), "object"), (["a", "b"], "list"), ({1}, "set"), (frozenset(), "frozenset")],
 )
 def test_unsupported_values_raise_type_error_naming_the_key(run, value, type_name):
     with pytest.raises(TypeError, match=rf"key 'bad'.*{type_name}"):
         run.log({"ok": 1.0, "bad": value})
     run.log({"ok": 2.0})
     assert only(run, "ok") == [(0, 2.0)], "a failed call logs nothing, not even its good keys"
+
+
+def test_a_key_logged_as_none_is_left_out_of_the_row_as_wandb_shows_null(run):
+    run.log({"a": 1.0, "b": None})
+    run.log({"b": None})
+    run.log({"a": 2.0, "b": 3.0})
+    run.finish()
+    r = steplog.open(run.dir)
+    assert r.history("a") == [(0, 1.0), (2, 2.0)]
+    assert r.history("b") == [(2, 3.0)]
+    assert r.rows == 2, "the call that logged only None advanced the step without a row"
 
 
 def test_unsupported_nested_values_name_the_full_key(run):
@@ -211,3 +254,14 @@ def test_many_keys_fresh_key_objects_and_reused_addresses_all_land_under_their_n
         got = r.history(f"dyn/{j}")
         assert got and all(v % 7 == j for _, v in got)
     assert len(r.history("lit")) == 150
+
+
+def test_to_pandas_keeps_list_keys_as_object_columns(run):
+    pd = pytest.importorskip("pandas")
+    run.log({"m": np.array([[1, 2], [3, 4]]), "x": 1.0})
+    run.log({"m": [5, 6], "x": 2.0})
+    run.log({"x": 3.0})
+    run.finish()
+    df = steplog.open(run.dir).to_pandas()
+    assert df["m"].dtype == object
+    assert df["m"].tolist()[:2] == [[[1, 2], [3, 4]], [5, 6]] and pd.isna(df["m"].iloc[2])

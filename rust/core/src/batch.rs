@@ -2,10 +2,10 @@
 //!
 //! Scalars are columnar: one column per (key, dtype), its steps and values kept as 64-bit
 //! words and written as byte planes (`delta`, `trim`, `micros`: see [`crate::column`]). Text,
-//! lists and histograms go in `vals`, one entry each. A batch is framed as one or more batch
-//! frames of at most [`FRAME_MAX_ROWS`] rows and [`FRAME_MAX_BYTES`] bytes, each carrying the
-//! names of every key id it uses, so that one damaged frame costs only its own rows. The exact
-//! layout is in `docs/FORMAT.md`.
+//! lists (`list`, or `array` with a shape and element type) and histograms go in `vals`, one
+//! entry each. A batch is framed as one or more batch frames of at most [`FRAME_MAX_ROWS`] rows
+//! and [`FRAME_MAX_BYTES`] bytes, each carrying the names of every key id it uses, so that one
+//! damaged frame costs only its own rows. The exact layout is in `docs/FORMAT.md`.
 
 mod split;
 
@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use crate::column::{self, Plan};
 use crate::msgpack::Enc;
-use crate::value::{Cell, Histogram, KeyId, Value};
+use crate::value::{Cell, Histogram, KeyId, List, ListData, Value};
 
 mod framing;
 pub use framing::{Framed, FRAME_MAX_BYTES, FRAME_MAX_ROWS};
@@ -267,10 +267,7 @@ pub fn encode_other(value: &Value, out: &mut Enc) {
             out.str("text");
             out.str(s);
         }
-        Value::List(v) => {
-            out.str("list");
-            out.bin(&f64_le(v));
-        }
+        Value::List(l) => encode_list(l, out),
         Value::Histogram(h) => {
             out.str("hist");
             encode_histogram(h, out);
@@ -286,6 +283,37 @@ pub fn encode_other(value: &Value, out: &mut Enc) {
         Value::Bool(v) => {
             out.str("bool");
             out.bool(*v);
+        }
+    }
+}
+
+/// A one-dimensional float64 list keeps the `list` form every reader knows; any other shape
+/// or element type is an `array`: `{"dtype", "shape", "data"}` (see `docs/FORMAT.md`).
+fn encode_list(l: &List, out: &mut Enc) {
+    if let (true, ListData::F64(v)) = (l.is_flat_f64(), l.data()) {
+        out.str("list");
+        out.bin(&f64_le(v));
+        return;
+    }
+    out.str("array");
+    out.map(3);
+    out.str("dtype");
+    out.str(l.data().dtype_name());
+    out.str("shape");
+    out.array(l.shape().len());
+    for d in l.shape() {
+        out.uint(u64::from(*d));
+    }
+    out.str("data");
+    match l.data() {
+        ListData::F64(v) => out.bin(&f64_le(v)),
+        ListData::I64(v) => {
+            let b: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+            out.bin(&b);
+        }
+        ListData::Bool(v) => {
+            let b: Vec<u8> = v.iter().map(|x| u8::from(*x)).collect();
+            out.bin(&b);
         }
     }
 }

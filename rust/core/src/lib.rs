@@ -46,4 +46,4 @@ pub use shard::ShardInfo;
 pub use sink::{FileSink, MemorySink, Sink};
 pub use stats::StatsSnapshot;
 pub use summary::SummaryValue;
-pub use value::{Histogram, Value};
+pub use value::{Histogram, List, ListData, Value};

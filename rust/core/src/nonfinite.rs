@@ -82,7 +82,10 @@ pub fn apply(
     };
     match value {
         Value::F64(x) => fix(x),
-        Value::List(xs) => xs.iter_mut().for_each(fix),
+        Value::List(l) => match l.f64_mut() {
+            Some(xs) => xs.iter_mut().for_each(fix),
+            None => return,
+        },
         _ => return,
     }
     if seen != [0; 3] {
@@ -100,13 +103,22 @@ pub fn apply(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::value::{List, ListData};
 
     #[test]
     fn keeps_by_default_and_counts() {
         let counts = SharedCounts::default();
-        let mut v = Value::List(vec![f64::NAN, 1.0, f64::INFINITY, f64::NEG_INFINITY].into());
+        let mut v = Value::List(Box::new(List::flat_f64(vec![
+            f64::NAN,
+            1.0,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+        ])));
         apply(&mut v, 2, None, None, &counts);
-        let Value::List(xs) = &v else { panic!() };
+        let Value::List(l) = &v else { panic!() };
+        let ListData::F64(xs) = l.data() else {
+            panic!()
+        };
         assert!(xs[0].is_nan() && xs[2] == f64::INFINITY && xs[3] == f64::NEG_INFINITY);
         assert_eq!(counts.lock()[2], [1, 1, 1]);
     }
@@ -114,9 +126,17 @@ mod tests {
     #[test]
     fn replaces_and_negates_for_minus_inf() {
         let counts = SharedCounts::default();
-        let mut v = Value::List(vec![f64::NAN, f64::INFINITY, f64::NEG_INFINITY, 2.0].into());
+        let mut v = Value::List(Box::new(List::flat_f64(vec![
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            2.0,
+        ])));
         apply(&mut v, 0, Some(0.0), Some(1e30), &counts);
-        assert_eq!(v, Value::List(vec![0.0, 1e30, -1e30, 2.0].into()));
+        assert_eq!(
+            v,
+            Value::List(Box::new(List::flat_f64(vec![0.0, 1e30, -1e30, 2.0])))
+        );
         let mut s = Value::F64(f64::NAN);
         apply(&mut s, 0, Some(-1.0), None, &counts);
         assert_eq!(s, Value::F64(-1.0));

@@ -17,7 +17,7 @@ use crate::accumulator::Accumulator;
 use crate::batch::encode_other;
 use crate::keys::KeyRegistry;
 use crate::msgpack::Enc;
-use crate::value::{Cell, Value};
+use crate::value::{Cell, ListData, Value};
 
 /// An open row as the writer copied it.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,10 +39,16 @@ fn same(a: &Value, b: &Value) -> bool {
     match (a, b) {
         (Value::F64(x), Value::F64(y)) => x.to_bits() == y.to_bits(),
         (Value::List(x), Value::List(y)) => {
-            x.len() == y.len()
-                && x.iter()
-                    .zip(y.iter())
-                    .all(|(p, q)| p.to_bits() == q.to_bits())
+            x.shape() == y.shape()
+                && match (x.data(), y.data()) {
+                    (ListData::F64(p), ListData::F64(q)) => {
+                        p.len() == q.len()
+                            && p.iter()
+                                .zip(q.iter())
+                                .all(|(p, q)| p.to_bits() == q.to_bits())
+                    }
+                    (p, q) => p == q,
+                }
         }
         _ => a == b,
     }

@@ -6,7 +6,9 @@ use std::time::Duration;
 use steplog_core::frame::{Event, Frames, Kind, HEADER_LEN};
 use steplog_core::reader::decode_shard;
 use steplog_core::summary::HistoryStats;
-use steplog_core::{Histogram, Logger, MemorySink, MetricDef, ShardInfo, Value, WriterConfig};
+use steplog_core::{
+    Histogram, List, Logger, MemorySink, MetricDef, ShardInfo, Value, WriterConfig,
+};
 
 fn start() -> (Logger, MemorySink) {
     let sink = MemorySink::new();
@@ -79,7 +81,10 @@ fn the_recomputed_summary_equals_the_live_one() {
             ("epoch", Value::I64(i / 100)),
             ("ok", Value::Bool(i % 2 == 0)),
             ("hidden", Value::F64(x)),
-            ("list_only", Value::List(vec![x, x + 1.0].into())),
+            (
+                "list_only",
+                Value::List(Box::new(List::flat_f64(vec![x, x + 1.0]))),
+            ),
             ("hist_only", hist.clone()),
             // Two dtypes in one key: its series are merged by step.
             (

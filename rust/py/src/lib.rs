@@ -2,11 +2,13 @@
 //! core could own; this crate converts values, maps errors and exposes the classes.
 
 mod args;
+mod array;
 mod convert;
 mod errors;
 mod global;
 mod histogram;
 mod metric;
+mod npscalar;
 mod probe;
 mod push;
 mod read;

@@ -94,14 +94,21 @@ impl PyMetric {
                 })
             });
         }
+        // `None` logs nothing under the key, as `run.log({key: None})` does.
+        if value.is_none() {
+            return PyRun::with_shard(run, |shard| {
+                self.commit_one(py, shard, step, commit, |_, _| Ok(()))
+            });
+        }
         // Anything else is converted first, outside the accumulator's lock (conversion may
-        // run Python code).
+        // run Python code). The error keeps its type (TypeError or ValueError).
         let value = to_value(value).map_err(|e| {
-            pyo3::exceptions::PyTypeError::new_err(format!(
-                "steplog.Metric('{}').log: {}",
-                self.name,
-                e.value(py)
-            ))
+            let new = PyErr::from_type(
+                e.get_type(py),
+                format!("steplog.Metric('{}').log: {}", self.name, e.value(py)),
+            );
+            new.set_cause(py, Some(e));
+            new
         })?;
         PyRun::with_shard(run, |shard| {
             self.commit_one(py, shard, step, commit, |call, key| {

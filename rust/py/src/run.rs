@@ -168,7 +168,7 @@ fn log_to(
     let fast = {
         let mut call = logger.call().py()?;
         let mut nested = false;
-        if stage_plain(&mut call, dict, None, &mut nested)? {
+        if stage_plain(&mut call, dict, None, &mut nested, 0)? {
             if !nested {
                 // The keys of one flat dict are distinct strings, hence distinct names.
                 call.keys_are_distinct();

@@ -1,8 +1,8 @@
 //! Core values → Python objects: counters, summary values, logged values.
 
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
-use steplog_core::{StatsSnapshot, SummaryValue, Value};
+use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList};
+use steplog_core::{List, ListData, StatsSnapshot, SummaryValue, Value};
 
 pub fn stats_dict<'py>(py: Python<'py>, s: &StatsSnapshot) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
@@ -48,7 +48,7 @@ pub fn value_to_py(py: Python<'_>, v: &Value) -> PyResult<Py<PyAny>> {
         Value::I64(i) => i.into_pyobject(py)?.into_any().unbind(),
         Value::Bool(b) => b.into_pyobject(py)?.to_owned().into_any().unbind(),
         Value::Text(s) => s.as_ref().into_pyobject(py)?.into_any().unbind(),
-        Value::List(l) => l.to_vec().into_pyobject(py)?.into_any().unbind(),
+        Value::List(l) => list_to_py(py, l)?,
         Value::Histogram(h) => {
             let d = PyDict::new(py);
             d.set_item(
@@ -62,6 +62,41 @@ pub fn value_to_py(py: Python<'_>, v: &Value) -> PyResult<Py<PyAny>> {
             d.into_any().unbind()
         }
     })
+}
+
+/// A list value as nested Python lists of its shape, holding floats, ints or bools.
+fn list_to_py(py: Python<'_>, l: &List) -> PyResult<Py<PyAny>> {
+    let flat: Vec<Py<PyAny>> = match l.data() {
+        ListData::F64(v) => v
+            .iter()
+            .map(|x| PyFloat::new(py, *x).into_any().unbind())
+            .collect(),
+        ListData::I64(v) => v
+            .iter()
+            .map(|x| PyInt::new(py, *x).into_any().unbind())
+            .collect(),
+        ListData::Bool(v) => v
+            .iter()
+            .map(|x| PyBool::new(py, *x).to_owned().into_any().unbind())
+            .collect(),
+    };
+    let shape = l.shape();
+    // Innermost dimension first: group the flat elements into lists of each size in turn.
+    let mut level = flat;
+    for d in shape.iter().skip(1).rev() {
+        let d = (*d as usize).max(1);
+        let mut next = Vec::with_capacity(level.len() / d);
+        let mut it = level.into_iter();
+        loop {
+            let group: Vec<Py<PyAny>> = it.by_ref().take(d).collect();
+            if group.is_empty() {
+                break;
+            }
+            next.push(PyList::new(py, group)?.into_any().unbind());
+        }
+        level = next;
+    }
+    Ok(PyList::new(py, level)?.into_any().unbind())
 }
 
 /// A summary entry as Python sees it: the plain value, or a dict of statistics.

@@ -5,6 +5,7 @@
 //!   `n` first commits the open row, then opens step `n`; a smaller `n` is rejected (counted,
 //!   nothing written).
 //! - `commit=False` keeps the row open; `commit=True` commits it even with an explicit step.
+//! - A committed row without cells (`log({})`) advances the step but is not written.
 //!
 //! A call first stages its values ([`Accumulator::stage`]) straight into the chunk, after the
 //! open row; [`Accumulator::apply`] then applies the step rule and merges them into the row,
@@ -313,13 +314,17 @@ impl Accumulator {
         self.open_end = keep;
     }
 
+    /// Commits the open row and advances the step. A row without cells (`log({})`) is not
+    /// written: the step advances all the same, as in wandb.
     fn commit(&mut self) {
         let end = u32::try_from(self.open_end).unwrap_or(u32::MAX);
-        self.chunk.rows.push(Row {
-            step: self.step,
-            tick: self.clock.raw(),
-            end,
-        });
+        if self.open_end != self.chunk.committed_end() {
+            self.chunk.rows.push(Row {
+                step: self.step,
+                tick: self.clock.raw(),
+                end,
+            });
+        }
         self.step += 1;
         self.open = false;
         self.generation += 1;

@@ -245,11 +245,30 @@ fn step_less_log_after_explicit_step_lands_in_that_step() {
 }
 
 #[test]
-fn empty_log_still_makes_a_step() {
+fn empty_calls_advance_the_step_without_a_row() {
     let mut h = Harness::new();
     h.log(&[], None, None).unwrap();
+    assert_eq!(h.acc.step(), 1);
     h.log(&[("a", 1.0)], None, None).unwrap();
-    assert_eq!(h.table(), vec![row(0, &[]), row(1, &[("a", 1.0)])]);
+    // An empty call with commit=False changes nothing; the next committing call writes.
+    h.log(&[], None, Some(false)).unwrap();
+    h.log(&[("b", 2.0)], None, Some(false)).unwrap();
+    h.log(&[], None, None).unwrap();
+    // An empty call at a larger step moves to it; its row is written only with cells.
+    h.log(&[], Some(10), None).unwrap();
+    h.log(&[], Some(12), None).unwrap();
+    h.log(&[("c", 3.0)], None, None).unwrap();
+    h.log(&[], Some(20), None).unwrap();
+    h.acc.commit_open();
+    assert_eq!(h.acc.step(), 21);
+    assert_eq!(
+        h.table(),
+        vec![
+            row(1, &[("a", 1.0)]),
+            row(2, &[("b", 2.0)]),
+            row(12, &[("c", 3.0)])
+        ]
+    );
 }
 
 #[test]

@@ -9,7 +9,7 @@ use crate::batch::DType;
 use crate::column::{self, Tag};
 use crate::keys::{MAX_KEY_BYTES, TIMESTAMP_KEY};
 use crate::msgpack::{self, Mp};
-use crate::value::{Histogram, Value};
+use crate::value::{Histogram, List, ListData, Value, MAX_LIST_DIMS};
 
 fn le_i64(b: &[u8]) -> impl Iterator<Item = i64> + '_ {
     b.chunks_exact(8).map(|c| {
@@ -33,8 +33,9 @@ pub fn decode_other(kind: &str, payload: &Mp<'_>) -> Result<Value, String> {
             if b.len() % 8 != 0 {
                 return Err(bad());
             }
-            Value::List(le_f64(b).collect())
+            Value::List(Box::new(List::flat_f64(le_f64(b).collect::<Vec<_>>())))
         }
+        "array" => Value::List(Box::new(decode_array(payload).ok_or_else(bad)?)),
         "hist" => {
             let counts = payload.get("counts").and_then(Mp::as_bin).ok_or_else(bad)?;
             let edges = payload.get("edges").and_then(Mp::as_bin).ok_or_else(bad)?;
@@ -61,6 +62,30 @@ pub fn decode_other(kind: &str, payload: &Mp<'_>) -> Result<Value, String> {
         },
         other => return Err(format!("unknown value kind {other:?}")),
     })
+}
+
+/// An `array` payload: `{"dtype", "shape", "data"}`, checked against [`List::new`]'s
+/// invariant (the shape's product is the element count; at most [`MAX_LIST_DIMS`] dims).
+fn decode_array(payload: &Mp<'_>) -> Option<List> {
+    let b = payload.get("data").and_then(Mp::as_bin)?;
+    let dims = payload.get("shape").and_then(Mp::as_array)?;
+    if dims.len() > MAX_LIST_DIMS {
+        return None;
+    }
+    let shape = dims
+        .iter()
+        .map(|d| d.as_i64().and_then(|d| usize::try_from(d).ok()))
+        .collect::<Option<Vec<usize>>>()?;
+    let data = match payload.get("dtype").and_then(Mp::as_str)? {
+        "f64" if b.len() % 8 == 0 => ListData::F64(le_f64(b).collect()),
+        "i64" if b.len() % 8 == 0 => ListData::I64(le_i64(b).collect()),
+        "bool" if b.iter().all(|x| *x <= 1) => ListData::Bool(b.iter().map(|x| *x == 1).collect()),
+        _ => return None,
+    };
+    if data.is_empty() && shape != [0] {
+        return None;
+    }
+    List::new(&shape, data)
 }
 
 /// A batch frame's payload, decompressed, held until every batch of the shard is counted.
