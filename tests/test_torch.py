@@ -188,13 +188,6 @@ def test_requires_grad_tensors_are_detached(run):
     assert _flat(r.history("pb")[0][1]) == p.detach().bfloat16().double().flatten().tolist()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=TypeError,
-    reason="convert.rs bug: a list/tuple of tensors goes to numpy.asarray, not steplog._torch: "
-    "0-d tensors that require grad (Tensor.__array__ refuses them) or are bfloat16 (numpy has "
-    "no such dtype) make the call fail with 'unsupported value of type list'",
-)
 @pytest.mark.parametrize("kind", ["requires_grad", "bfloat16"])
 def test_lists_of_tensors_are_converted_like_tensors(run, kind):
     a = torch.tensor(1.5, requires_grad=True)
@@ -282,3 +275,10 @@ def test_cuda_tensors_match_their_cpu_copies(run, dtype):
 def test_cuda_complex_tensors_are_rejected_naming_the_key(run):
     with pytest.raises(TypeError, match=r"key 'c'.*complex"):
         run.log({"c": torch.ones(1000, dtype=torch.complex64, device="cuda")})
+
+
+def test_a_list_of_tensors_that_do_not_stack_is_refused_naming_the_key(run):
+    with pytest.raises(TypeError, match="key 'ragged'.*do not stack"):
+        run.log({"ragged": [torch.zeros(2), torch.zeros(3)]})
+    run.log({"ok": 1.0})
+    assert _read(run).keys() == ["ok"]

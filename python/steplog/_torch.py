@@ -94,3 +94,17 @@ def convert(t: Any, max_list: int, num_bins: int) -> Any:
             return t.dequantize().cpu().numpy()
         why = _unsupported(t) or f"a tensor of dtype {t.dtype} ({e})"
         raise TypeError(f"unsupported value: {why}") from e
+
+
+def convert_sequence(items: Any, max_list: int, num_bins: int) -> Any:
+    """A list or tuple whose first element is a tensor (`[loss_a, loss_b]`), converted as one
+    tensor: detached, so that tensors requiring grad and dtypes numpy lacks (bfloat16) work as
+    they do alone. Raises TypeError naming what does not stack (ragged or mixed devices)."""
+    import torch
+
+    parts = [x.detach() if isinstance(x, torch.Tensor) else torch.as_tensor(x) for x in items]
+    try:
+        stacked = torch.stack(parts)
+    except (TypeError, RuntimeError) as e:
+        raise TypeError(f"unsupported value: a sequence of tensors that do not stack ({e})") from e
+    return convert(stacked, max_list, num_bins)

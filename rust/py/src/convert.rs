@@ -15,7 +15,7 @@ use numpy::PyUntypedArray;
 use pyo3::exceptions::{PyException, PyTypeError, PyValueError};
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
+use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple, PyType};
 use smallvec::SmallVec;
 use steplog_core::histogram::DEFAULT_BINS;
 use steplog_core::logger::Call;
@@ -323,20 +323,13 @@ fn tensor_as(v: &Bound<'_, PyAny>, shape: Shape) -> PyResult<Value> {
         return numpy_scalar(v);
     }
     let ty = v.get_type();
-    let module = ty.module()?;
-    if module.to_str().is_ok_and(|m| m.starts_with("torch")) {
-        // Tensors go through steplog._torch: detach, move or bin on the device, never a copy
-        // of a large CUDA tensor to the host.
-        let conv = py.import(intern!(py, "steplog._torch"))?;
-        let (max_list, bins) = match shape {
-            Shape::Auto => (MAX_LIST, DEFAULT_BINS),
-            Shape::Histogram(n) => (0, n),
-        };
-        let out = conv.call_method1(intern!(py, "convert"), (v, max_list, bins))?;
-        return match out.cast::<PyUntypedArray>() {
-            Ok(arr) => array_as(arr, shape),
-            Err(_) => Ok(Value::Histogram(Box::new(histogram_from_parts(&out)?))),
-        };
+    if is_torch(&ty) {
+        return torch_as(v, intern!(py, "convert"), shape);
+    }
+    if first_is_torch(v)? {
+        // `[loss_a, loss_b]`: stacked by torch, so that grad-requiring and bfloat16 tensors
+        // work as they do alone (numpy.asarray refuses both).
+        return torch_as(v, intern!(py, "convert_sequence"), shape);
     }
     let np = numpy(py)?;
     if v.hasattr(intern!(py, "__dlpack__"))? {
@@ -383,5 +376,38 @@ fn tensor_as(v: &Bound<'_, PyAny>, shape: Shape) -> PyResult<Value> {
             unsupported_because(v, detail.trim_start_matches("unsupported value: "))
         }),
         Err(_) => Err(unsupported(v)),
+    }
+}
+
+fn is_torch(ty: &Bound<'_, PyType>) -> bool {
+    ty.module()
+        .is_ok_and(|m| m.to_str().is_ok_and(|m| m.starts_with("torch")))
+}
+
+/// Whether `v` is a non-empty list or tuple whose first element is a torch tensor.
+fn first_is_torch(v: &Bound<'_, PyAny>) -> PyResult<bool> {
+    let first = if let Ok(l) = v.cast::<PyList>() {
+        l.get_item(0).ok()
+    } else if let Ok(t) = v.cast::<PyTuple>() {
+        t.get_item(0).ok()
+    } else {
+        None
+    };
+    Ok(first.is_some_and(|f| is_torch(&f.get_type())))
+}
+
+/// Tensors go through steplog._torch (`func` is `convert` or `convert_sequence`): detach,
+/// move or bin on the device, never a copy of a large CUDA tensor to the host.
+fn torch_as(v: &Bound<'_, PyAny>, func: &Bound<'_, PyString>, shape: Shape) -> PyResult<Value> {
+    let py = v.py();
+    let conv = py.import(intern!(py, "steplog._torch"))?;
+    let (max_list, bins) = match shape {
+        Shape::Auto => (MAX_LIST, DEFAULT_BINS),
+        Shape::Histogram(n) => (0, n),
+    };
+    let out = conv.call_method1(func, (v, max_list, bins))?;
+    match out.cast::<PyUntypedArray>() {
+        Ok(arr) => array_as(arr, shape),
+        Err(_) => Ok(Value::Histogram(Box::new(histogram_from_parts(&out)?))),
     }
 }
