@@ -20,7 +20,7 @@ import pytest
 import steplog
 from steplog._collector import CollectorProcess
 
-from .test_format import crc32c
+from .decoder_frames import crc32c
 
 TOKEN = "collector-test-token"
 

@@ -19,8 +19,8 @@ from hypothesis import strategies as st
 
 import steplog
 
-from .test_format import decode_shard as independent_decode
-from .test_format import encode_frame
+from .decoder_frames import encode_frame
+from .decoder_shard import decode_shard as independent_decode
 
 # Rows of each batch frame (one flush per group). Every key is logged in the first row, so
 # the first batch is the first to use them all.

@@ -1,6 +1,7 @@
 """Encoded columns (docs/FORMAT.md, "Encoded sequences"): what steplog writes for training
 curves, bit-exact round trips of arbitrary columns, the column form of steplog 0.1.0, and
-hostile lengths. Files are decoded with the independent decoder of test_format.py.
+hostile lengths. Files are decoded with the independent decoder (decoder_frames.py,
+decoder_shard.py).
 """
 
 from __future__ import annotations
@@ -18,20 +19,17 @@ from hypothesis import strategies as st
 
 import steplog
 
-from .test_format import (
+from .decoder_frames import (
     CODEC_ZSTD,
     KIND_BATCH,
     MAX_BATCH_VALUES,
     SHARD_SUFFIX,
     TIMESTAMP_KEY,
-    _column,
-    bits,
     decode_payload,
-    decode_shard,
     encode_frame,
-    only_shard,
-    renumber,
 )
+from .decoder_shard import _column, decode_shard
+from .format_model import bits, only_shard, renumber
 
 
 def batch_maps(path: Path) -> list[dict[str, Any]]:

@@ -17,7 +17,7 @@ import steplog
 from steplog import _env
 
 from .conftest import run_python
-from .test_format import decode_shard as decode_independently
+from .decoder_shard import decode_shard as decode_independently
 from .test_reliability import shard_bytes
 
 
