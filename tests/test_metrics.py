@@ -236,7 +236,9 @@ def test_a_shard_without_a_summary_frame_gets_its_summary_from_history(run):
     for v in [3.0, 1.0, math.nan, 2.0]:
         run.log({"loss": v, "gone": 1, "plain": v})
     run.finish()
-    from .test_format import KIND_SUMMARY, decode_payload, decode_shard, renumber
+    from .decoder_frames import KIND_SUMMARY, decode_payload
+    from .decoder_shard import decode_shard
+    from .format_model import renumber
 
     (path,) = [os.path.join(run.dir, f) for f in os.listdir(run.dir) if f.endswith(".steplog")]
     with open(path, "rb") as f:

@@ -156,7 +156,7 @@ def test_collector_killed_and_restarted_mid_run_loses_and_doubles_nothing(collec
 
 def _frame_header(payload_len: int) -> bytes:
     """A frame header whose CRC is right but which declares `payload_len` bytes."""
-    from .test_format import crc32c
+    from .decoder_frames import crc32c
 
     head = struct.pack("<4sBBHQII", b"SLG1", 2, 0, 0, 0, payload_len, payload_len)
     head += struct.pack("<I", 0)

@@ -14,7 +14,7 @@ import pytest
 import steplog
 
 from .conftest import run_python
-from .test_format import KIND_SUMMARY, walk
+from .decoder_frames import KIND_SUMMARY, walk
 
 
 def _plain(v):
@@ -137,7 +137,9 @@ def test_opening_a_directory_of_runs_says_so_and_lists_them(runs):
 def test_a_recomputed_shard_summary_follows_the_runs_definitions(run):
     # A worker's shard lost its summary frames; its keys are summarised under the definitions
     # the main process made (the run's), as the reader lists them in `metrics`.
-    from .test_format import decode_payload, decode_shard, renumber
+    from .decoder_frames import decode_payload
+    from .decoder_shard import decode_shard
+    from .format_model import renumber
 
     run.define_metric("worker/*", summary="max,first")
     run.log({"main": 1.0})

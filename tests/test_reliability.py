@@ -12,7 +12,7 @@ import pytest
 import steplog
 
 from .conftest import run_python
-from .test_format import decode_shard as decode_independently
+from .decoder_shard import decode_shard as decode_independently
 
 
 def shard_bytes(run_dir) -> bytes:
