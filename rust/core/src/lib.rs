@@ -32,6 +32,7 @@ pub mod open_row;
 pub mod reader;
 pub mod ring;
 pub mod shard;
+pub mod signals;
 pub mod sink;
 pub mod stats;
 pub mod summary;

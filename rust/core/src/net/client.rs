@@ -143,7 +143,10 @@ impl NetSink {
         let s = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
             .name("steplog-net".into())
-            .spawn(move || Sender::new(s).run())
+            .spawn(move || {
+                crate::signals::block_in_this_thread();
+                Sender::new(s).run();
+            })
             .map_err(Error::SpawnThread)?;
         Ok(NetSink {
             shared,

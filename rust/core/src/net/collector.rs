@@ -95,6 +95,7 @@ where
         .worker_threads(2)
         .enable_all()
         .thread_name("steplog-serve")
+        .on_thread_start(crate::signals::block_in_this_thread)
         .build()
         .map_err(|e| Error::io("start the collector's runtime in", &config.dir, e))?;
     let shutdown = {

@@ -26,6 +26,7 @@ pub(super) fn spawn(state: State) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
         .name("steplog-writer".into())
         .spawn(move || {
+            crate::signals::block_in_this_thread();
             // NOTE: the state (sink included) is dropped while unwinding; what the thread
             // had not written is counted by `finish()` as unwritten.
             let run = std::panic::AssertUnwindSafe(move || state.run());
