@@ -7,27 +7,11 @@ use std::time::Duration;
 use steplog_core::frame::{Event, Frames, Kind};
 use steplog_core::metric::Stat;
 use steplog_core::reader::{decode_shard, ShardData};
-use steplog_core::{Logger, MemorySink, MetricDef, ShardInfo, SummaryValue, Value, WriterConfig};
+use steplog_core::{MetricDef, SummaryValue, Value};
 
-fn start() -> (Logger, MemorySink) {
-    let sink = MemorySink::new();
-    let info = ShardInfo {
-        run_id: "r1".into(),
-        shard: "s-1".into(),
-        ..ShardInfo::default()
-    };
-    let config = WriterConfig {
-        flush_interval_s: 1000.0,
-        ..WriterConfig::default()
-    };
-    let logger = Logger::start(Box::new(sink.clone()), &info, config).unwrap();
-    (logger, sink)
-}
-
-fn define(logger: &Logger, name: &str, summary: Option<&str>, goal: Option<&str>) {
-    let def = MetricDef::parse(name, None, summary, goal).unwrap();
-    logger.define_metric(def).unwrap();
-}
+#[path = "support/shard.rs"]
+mod shard;
+use shard::{define, start};
 
 fn summary(data: &ShardData) -> HashMap<String, SummaryValue> {
     data.summary.iter().cloned().collect()

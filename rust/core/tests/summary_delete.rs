@@ -4,22 +4,11 @@
 use std::time::Duration;
 
 use steplog_core::reader::decode_shard;
-use steplog_core::{Logger, MemorySink, MetricDef, ShardInfo, SummaryValue, Value, WriterConfig};
+use steplog_core::{Logger, MemorySink, MetricDef, SummaryValue, Value};
 
-fn start() -> (Logger, MemorySink) {
-    let sink = MemorySink::new();
-    let info = ShardInfo {
-        run_id: "r1".into(),
-        shard: "s-1".into(),
-        ..ShardInfo::default()
-    };
-    let config = WriterConfig {
-        flush_interval_s: 1000.0,
-        ..WriterConfig::default()
-    };
-    let logger = Logger::start(Box::new(sink.clone()), &info, config).unwrap();
-    (logger, sink)
-}
+#[path = "support/shard.rs"]
+mod shard;
+use shard::start;
 
 fn keys(logger: &Logger, sink: &MemorySink) -> (Vec<String>, Vec<String>, bool) {
     logger.flush(Duration::from_secs(10)).unwrap();

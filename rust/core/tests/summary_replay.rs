@@ -6,29 +6,11 @@ use std::time::Duration;
 use steplog_core::frame::{Event, Frames, Kind, HEADER_LEN};
 use steplog_core::reader::decode_shard;
 use steplog_core::summary::HistoryStats;
-use steplog_core::{
-    Histogram, List, Logger, MemorySink, MetricDef, ShardInfo, Value, WriterConfig,
-};
+use steplog_core::{Histogram, List, Value};
 
-fn start() -> (Logger, MemorySink) {
-    let sink = MemorySink::new();
-    let info = ShardInfo {
-        run_id: "r1".into(),
-        shard: "s-1".into(),
-        ..ShardInfo::default()
-    };
-    let config = WriterConfig {
-        flush_interval_s: 1000.0,
-        ..WriterConfig::default()
-    };
-    let logger = Logger::start(Box::new(sink.clone()), &info, config).unwrap();
-    (logger, sink)
-}
-
-fn define(logger: &Logger, name: &str, summary: Option<&str>, goal: Option<&str>) {
-    let def = MetricDef::parse(name, None, summary, goal).unwrap();
-    logger.define_metric(def).unwrap();
-}
+#[path = "support/shard.rs"]
+mod shard;
+use shard::{define, start};
 
 /// The shard without its summary frames (as if each write had been torn before them).
 fn without_summaries(bytes: &[u8]) -> Vec<u8> {
