@@ -354,20 +354,6 @@ impl Logger {
         self.defs.lock().clone()
     }
 
-    /// Queues a control item after every row committed before it (rows logged earlier must
-    /// reach the writer first, or they would overwrite a summary set now).
-    fn push_control(&self, item: Item) -> Result<()> {
-        self.hand_over_waiting();
-        if self.ring.push_waiting(item) {
-            Ok(())
-        } else {
-            Err(Error::Timeout {
-                seconds: self.config.block_timeout_s,
-                pending: self.ring.len(),
-            })
-        }
-    }
-
     /// The summary as of the last write (call [`Logger::flush`] first for an exact view).
     pub fn summary(&self) -> Vec<(Arc<str>, SummaryValue)> {
         self.summary

@@ -138,11 +138,23 @@ impl Ring {
         Instant::now() + self.block_timeout
     }
 
-    /// Queues `item`, waiting for space up to the block timeout whatever the policy (for
-    /// rare items that must not be dropped lightly, such as summary overrides).
-    pub fn push_waiting(&self, item: Item) -> bool {
+    /// Queues `item` if there is space, whatever the overflow policy (control items are never
+    /// dropped for speed); `Err(item)`, the writer woken, when the ring is full.
+    pub fn try_push(&self, item: Item) -> Result<(), Item> {
         let rows = rows_of(&item);
-        self.push_blocking(item, rows)
+        match self.items.push(item) {
+            Ok(()) => {
+                self.stats.rows_queued.fetch_add(rows, Relaxed);
+                if self.items.len() >= self.wake_at {
+                    self.writer.unpark();
+                }
+                Ok(())
+            }
+            Err(item) => {
+                self.writer.unpark();
+                Err(item)
+            }
+        }
     }
 
     fn push_blocking(&self, mut item: Item, rows: u64) -> bool {

@@ -7,7 +7,10 @@
 //! `rows_dropped` when the wait times out); only the waiter's own rows and older ones are
 //! dropped by its timeout, never rows committed after them.
 
+use std::sync::atomic::Ordering;
+
 use crate::accumulator::Accumulator;
+use crate::error::{Error, Result};
 use crate::value::Item;
 
 use super::Logger;
@@ -92,5 +95,48 @@ impl Logger {
                 false
             }
         }
+    }
+
+    /// Queues a control item (a summary edit, a definition, run metadata) after every row
+    /// committed before it (rows logged earlier must reach the writer first, or they would
+    /// overwrite a summary set now), waiting for space (bounded) with nothing held.
+    ///
+    /// The item is queued only under the accumulator's lock with the run still open. `finish`
+    /// sets `closed` under that lock before the writer's last drain, so an item queued here
+    /// is always written; once the run is closed the call fails with [`Error::Closed`] and
+    /// queues nothing.
+    pub(super) fn push_control(&self, item: Item) -> Result<()> {
+        let mut item = Some(item);
+        let mut closed = false;
+        let done = self.ring.wait_for_space(self.ring.block_deadline(), |_| {
+            let mut acc = self.acc.lock();
+            if self.closed.load(Ordering::Acquire) {
+                closed = true;
+                return true;
+            }
+            if !self.try_hand_over(&mut acc) {
+                return false;
+            }
+            match item.take().map(|i| self.ring.try_push(i)) {
+                Some(Err(back)) => {
+                    item = Some(back);
+                    false
+                }
+                _ => true,
+            }
+        });
+        if closed {
+            return Err(Error::Closed);
+        }
+        if !done {
+            if let Some(item) = item {
+                self.ring.drop_item(item);
+            }
+            return Err(Error::Timeout {
+                seconds: self.config.block_timeout_s,
+                pending: self.ring.len(),
+            });
+        }
+        Ok(())
     }
 }
