@@ -9,15 +9,11 @@ mod series;
 
 use steplog_core::frame::{Event, Frames, Kind};
 use steplog_core::reader::decode_shard;
-use steplog_core::{FileSink, Logger, MemorySink, ShardInfo, Value, WriterConfig};
+use steplog_core::{FileSink, Logger, MemorySink, Value, WriterConfig};
 
-fn info() -> ShardInfo {
-    ShardInfo {
-        run_id: "r1".into(),
-        shard: "s-1".into(),
-        ..ShardInfo::default()
-    }
-}
+#[path = "support/shard.rs"]
+mod shard;
+use shard::info;
 
 fn config() -> WriterConfig {
     WriterConfig {

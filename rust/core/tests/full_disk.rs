@@ -12,7 +12,7 @@ use parking_lot::Mutex;
 mod series;
 
 use steplog_core::reader::{decode_shard, Meta};
-use steplog_core::{Logger, ShardInfo, Sink, Value, WriterConfig};
+use steplog_core::{Logger, Sink, Value, WriterConfig};
 
 /// A disk of `quota` bytes: a write that does not fit fails with ENOSPC and leaves nothing
 /// (a `FileSink` cuts a short write back). The close frame may use `reserve` more bytes.
@@ -71,13 +71,9 @@ impl Sink for Disk {
     }
 }
 
-fn info() -> ShardInfo {
-    ShardInfo {
-        run_id: "r1".into(),
-        shard: "s-1".into(),
-        ..ShardInfo::default()
-    }
-}
+#[path = "support/shard.rs"]
+mod shard;
+use shard::info;
 
 fn config() -> WriterConfig {
     WriterConfig {

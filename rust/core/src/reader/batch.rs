@@ -96,6 +96,19 @@ pub(super) struct Pending {
     pub raw: Vec<u8>,
 }
 
+impl Pending {
+    /// The problem of this frame failing to decode: its rows, and only its, are lost.
+    pub(super) fn lost(&self, reason: String) -> Problem {
+        Problem {
+            offset: self.offset,
+            len: self.len,
+            torn_tail: false,
+            reason,
+            lost_frames: Some((self.seq, self.seq)),
+        }
+    }
+}
+
 /// What identifies a column and its two fields, before anything is decoded.
 struct Head<'m, 'a> {
     id: i64,
@@ -189,13 +202,7 @@ impl Decoder {
                 });
             }
             if let Err(reason) = result {
-                self.out.problems.push(Problem {
-                    offset: p.offset,
-                    len: p.len,
-                    torn_tail: false,
-                    reason,
-                    lost_frames: Some((p.seq, p.seq)),
-                });
+                self.out.problems.push(p.lost(reason));
             }
         }
     }

@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use super::batch::decode_other;
-use super::{Decoder, Pending, Problem, Scalars, Series};
+use super::{Decoder, Pending, Scalars, Series};
 use crate::batch::DType;
 use crate::keys::{MAX_KEY_BYTES, TIMESTAMP_KEY};
 use crate::msgpack::{self, Mp};
@@ -108,13 +108,7 @@ impl Decoder {
             let row = match decode(&p.raw) {
                 Ok(row) => row,
                 Err(reason) => {
-                    self.out.problems.push(Problem {
-                        offset: p.offset,
-                        len: p.len,
-                        torn_tail: false,
-                        reason,
-                        lost_frames: Some((p.seq, p.seq)),
-                    });
+                    self.out.problems.push(p.lost(reason));
                     continue;
                 }
             };
